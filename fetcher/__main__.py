@@ -1,0 +1,3 @@
+from fetcher.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Reading model archives safely and finding the model inside."""

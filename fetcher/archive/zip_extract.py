@@ -1,0 +1,140 @@
+"""Safe zip extraction: nothing is written outside the target folder, and sizes are bounded.
+
+Refused: absolute names, '..' segments, backslashes, NUL, links and other special files,
+duplicate names, and archives whose uncompressed size (declared or actual) passes the limit.
+Archive junk (``__MACOSX/``, ``.DS_Store``, AppleDouble ``._*`` files) is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import zipfile
+import zlib
+from pathlib import Path
+
+from fetcher.errors import ArchiveError
+
+CHUNK = 1024 * 1024
+MAX_NAME_BYTES = 4096
+MAX_SEGMENT_BYTES = 255
+MAX_RATIO = 2000  # uncompressed / compressed, for members larger than 1 MiB
+
+
+def is_junk(name: str) -> bool:
+    parts = name.rstrip("/").split("/")
+    return parts[0] == "__MACOSX" or parts[-1] == ".DS_Store" or parts[-1].startswith("._")
+
+
+def safe_member_path(name: str) -> tuple[str, ...]:
+    """The member's path segments, or ArchiveError when the name could escape or is not plain."""
+    if "\x00" in name or "\\" in name:
+        raise ArchiveError(f"entry {name!r} has a backslash or NUL in its name")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise ArchiveError(f"entry name of {len(name)} characters is too long")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise ArchiveError(f"entry {name!r} has an absolute path")
+    segments = tuple(s for s in name.split("/") if s not in ("", "."))
+    if any(s == ".." for s in segments):
+        raise ArchiveError(f"entry {name!r} points outside the archive ('..')")
+    if any(len(s.encode("utf-8", "surrogateescape")) > MAX_SEGMENT_BYTES for s in segments):
+        raise ArchiveError(f"entry {name[:80]!r}... has a path segment longer than {MAX_SEGMENT_BYTES} bytes")
+    if not segments:
+        raise ArchiveError(f"entry {name!r} has an empty name")
+    return segments
+
+
+def _entry_kind(info: zipfile.ZipInfo) -> str:
+    mode = info.external_attr >> 16
+    if info.create_system == 3 and mode:  # Unix attributes are meaningful
+        if stat.S_ISLNK(mode):
+            return "link"
+        if stat.S_ISDIR(mode):
+            return "dir"
+        if not stat.S_ISREG(mode):
+            return "special"
+    return "dir" if info.is_dir() else "file"
+
+
+def extract_zip(archive: Path, target: Path, *, max_bytes: int) -> int:
+    """Extract ``archive`` into the empty folder ``target``; return the bytes written."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as exc:
+        raise ArchiveError(f"not a valid zip archive: {exc}") from None
+    except OSError as exc:
+        raise ArchiveError(f"cannot open the archive: {exc.strerror}") from None
+    with zf:
+        members = _checked_members(zf, max_bytes)
+        written = 0
+        for info, segments in members:
+            destination = target.joinpath(*segments)
+            if info.is_dir() or _entry_kind(info) == "dir":
+                destination.mkdir(parents=True, exist_ok=True)
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            written += _extract_member(zf, info, destination, max_bytes - written)
+        return written
+
+
+def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
+    members: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
+    seen: dict[tuple[str, ...], bool] = {}
+    declared = 0
+    for info in zf.infolist():
+        if is_junk(info.filename):
+            continue
+        segments = safe_member_path(info.filename)
+        kind = _entry_kind(info)
+        if kind == "link":
+            raise ArchiveError(f"entry {info.filename!r} is a symbolic link; links are refused")
+        if kind == "special":
+            raise ArchiveError(f"entry {info.filename!r} is a special file; only files and folders are allowed")
+        is_dir = kind == "dir"
+        if segments in seen:
+            if is_dir and seen[segments]:
+                continue
+            raise ArchiveError(f"entry {info.filename!r} appears more than once")
+        seen[segments] = is_dir
+        if info.flag_bits & 0x1:
+            raise ArchiveError(f"entry {info.filename!r} is encrypted")
+        declared += info.file_size
+        if declared > max_bytes:
+            raise ArchiveError(
+                f"the archive unpacks to more than the limit of {max_bytes} bytes",
+                hint="raise --max-model-size if the model really is that large",
+            )
+        if info.file_size > CHUNK and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise ArchiveError(
+                f"entry {info.filename!r} has a compression ratio over {MAX_RATIO}:1 (a zip bomb?)"
+            )
+        members.append((info, segments))
+    # A file and a folder may not share a path ("a" as a file and "a/b").
+    files = {s for s, d in seen.items() if not d}
+    for segments in seen:
+        for depth in range(1, len(segments)):
+            if segments[:depth] in files:
+                raise ArchiveError(f"entry {'/'.join(segments)!r} lies below a file of the same name")
+    return members
+
+
+def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path, budget: int) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    written = 0
+    try:
+        with zf.open(info) as source:
+            fd = os.open(destination, flags, 0o644)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := source.read(CHUNK):
+                    written += len(chunk)
+                    if written > info.file_size or written > budget:
+                        raise ArchiveError(f"entry {info.filename!r} unpacks to more than it declares or the size limit")
+                    out.write(chunk)
+    except zipfile.BadZipFile as exc:
+        raise ArchiveError(f"entry {info.filename!r} is corrupt: {exc}") from None
+    except (zlib.error, EOFError) as exc:
+        raise ArchiveError(f"entry {info.filename!r} is corrupt or truncated: {exc}") from None
+    except FileExistsError:
+        raise ArchiveError(f"entry {info.filename!r} appears more than once") from None
+    return written
+

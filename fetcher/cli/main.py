@@ -1,0 +1,159 @@
+"""Argument parsing and the mapping of outcomes to exit statuses."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from fetcher import __version__
+from fetcher.cli.explain import print_plans
+from fetcher.cli.status import ExitStatus
+from fetcher.credentials.secrets import SecretStore
+from fetcher.errors import FetcherError
+from fetcher.lease.values import load_lease
+from fetcher.logs import configure
+from fetcher.plan import plan_lease
+from fetcher.repository.install import Repository, default_staging_dir
+from fetcher.runner import fetch_all
+from fetcher.sources.base import DEFAULT_MAX_MODEL_BYTES, FetchOptions
+from fetcher.termination import write_termination_message
+
+DEFAULT_SECRETS_DIR = "/var/run/secrets/model-fetcher"
+DEFAULT_VOLUMES_DIR = "/mnt/model-volumes"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = value[-1] if value and value[-1] in units else ""
+    number = value[: -1] if unit else value
+    try:
+        result = int(float(number) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (say 500M, 20G or a byte count)") from None
+    if result <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than zero")
+    return result
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _add_lease_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--values", action="append", default=[], type=Path, metavar="FILE",
+                        help="Helm values file; repeat it, later files override earlier ones like helm -f")
+    parser.add_argument("--model", action="append", default=[], metavar="SPEC",
+                        help="a model to add to lease.models: name=<model>,uri=<uri>")
+    parser.add_argument("--secrets-dir", type=Path, default=Path(DEFAULT_SECRETS_DIR), metavar="DIR",
+                        help="where secrets are mounted as <DIR>/<secretName>/<key> (default: %(default)s)")
+    parser.add_argument("--volumes-dir", type=Path, default=Path(DEFAULT_VOLUMES_DIR), metavar="DIR",
+                        help="where volume claims are mounted as <DIR>/<repositoryName> (default: %(default)s)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dest", type=Path, required=True, metavar="DIR", help="the Triton model repository root")
+    parser.add_argument("--staging-dir", type=Path, metavar="DIR",
+                        help="work folder on the same filesystem, outside DEST (default: DEST's sibling .<name>.staging)")
+    parser.add_argument("--ca-bundle", metavar="FILE",
+                        help="CA certificates to verify HTTPS and S3 servers with (default: the system's, "
+                             "or REQUESTS_CA_BUNDLE / AWS_CA_BUNDLE)")
+    parser.add_argument("--termination-log", type=Path, default=Path(DEFAULT_TERMINATION_LOG), metavar="FILE",
+                        help="where a failure's reason is written for kubectl describe (default: %(default)s)")
+    parser.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
+                        help="models fetched at once (default: %(default)s)")
+    parser.add_argument("--transfer-concurrency", type=_positive_int, default=8, metavar="N",
+                        help="parallel transfers within one model, S3 objects or ranged parts (default: %(default)s)")
+    parser.add_argument("--max-model-size", type=_size, default=DEFAULT_MAX_MODEL_BYTES, metavar="SIZE",
+                        help="largest model accepted, downloaded or unpacked (default: 100G)")
+    parser.add_argument("--volume-mode", choices=["link", "copy"], default="link",
+                        help="install volume models as symbolic links or as copies (default: %(default)s)")
+    parser.add_argument("--allow-plain-http-credentials", action="store_true",
+                        help="allow sending a secret over plain http to a host other than loopback")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="model-fetcher",
+        description="Fetch a lease's models (HTTP(S) zips, volume folders, S3 prefixes) into a Triton model repository.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fetch = commands.add_parser("fetch", help="fetch every model of the lease into --dest")
+    _add_lease_options(fetch)
+    _add_fetch_options(fetch)
+    explain = commands.add_parser("explain", help="show how each model would be fetched, downloading nothing")
+    _add_lease_options(explain)
+    explain.add_argument("--json", action="store_true", help="print a JSON list")
+    return parser
+
+
+def _options(args: argparse.Namespace) -> FetchOptions:
+    return FetchOptions(
+        secrets=SecretStore(args.secrets_dir),
+        volumes_dir=args.volumes_dir,
+        ca_bundle=getattr(args, "ca_bundle", None),
+        max_model_bytes=getattr(args, "max_model_size", DEFAULT_MAX_MODEL_BYTES),
+        volume_mode=getattr(args, "volume_mode", "link"),
+        allow_plain_http_credentials=getattr(args, "allow_plain_http_credentials", False),
+        transfer_concurrency=getattr(args, "transfer_concurrency", 8),
+    )
+
+
+def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
+    stdout = stdout or sys.stdout
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error
+        return int(exc.code or 0) and ExitStatus.USAGE
+    log = configure(args.log_level)
+    termination_log = getattr(args, "termination_log", None)
+    try:
+        lease = load_lease(args.values, args.model)
+        options = _options(args)
+        plans = plan_lease(lease, options)
+    except FetcherError as exc:
+        log.error("error=%s", exc)
+        write_termination_message(termination_log, [str(exc)])
+        return ExitStatus.BAD_INPUT
+    if args.command == "explain":
+        print_plans(plans, stdout, as_json=args.json)
+        return ExitStatus.SUCCESS
+
+    dest: Path = args.dest
+    repository = Repository(root=dest, staging=args.staging_dir or default_staging_dir(dest))
+    try:
+        results = fetch_all(plans, repository, options, args.concurrency)
+    except FetcherError as exc:
+        log.error("error=%s", exc)
+        write_termination_message(termination_log, [str(exc)])
+        return ExitStatus.BAD_INPUT
+    failures = [f"model {r.name!r}: {r.error}" for r in results if not r.ok]
+    total = sum(r.bytes_transferred for r in results)
+    log.info("event=done models=%d installed=%d failed=%d bytes=%d", len(results), len(results) - len(failures),
+             len(failures), total)
+    if failures:
+        for line in failures:
+            print(line, file=sys.stderr)
+        write_termination_message(termination_log, failures)
+        return ExitStatus.MODELS_FAILED
+    return ExitStatus.SUCCESS
+
+
+def main() -> int:
+    return run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Which secret applies to a model, and reading it without ever showing it."""

@@ -1,0 +1,58 @@
+"""The fetcher's exception hierarchy.
+
+Every error a user can cause or meet carries a message that names the culprit (model, file,
+secret, repository) and, where one helps, a hint saying what to do. This module imports nothing
+of the package so that every other module can use it.
+"""
+
+from __future__ import annotations
+
+
+class FetcherError(Exception):
+    """Base of every error the fetcher reports to the user."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class UsageError(FetcherError):
+    """The command line is wrong."""
+
+
+class ValuesError(FetcherError):
+    """A values file cannot be read or breaks the schema."""
+
+
+class ModelSpecError(FetcherError):
+    """A model spec (name=...,uri=...) or a model URI is malformed."""
+
+
+class ResolutionError(FetcherError):
+    """A model URI names a repository or a source that is not configured."""
+
+
+class SecretError(FetcherError):
+    """A secret that applies is missing or unreadable. Never carries the secret's value."""
+
+
+class DownloadError(FetcherError):
+    """A transfer failed (network, HTTP status, TLS, S3)."""
+
+
+class ArchiveError(FetcherError):
+    """An archive is corrupt, hostile or too large."""
+
+
+class ModelLayoutError(FetcherError):
+    """The fetched content is not exactly one Triton model."""
+
+
+class InstallError(FetcherError):
+    """The model could not be moved into the repository root."""

@@ -1,0 +1,78 @@
+"""Atomic installs into the repository root.
+
+A model is assembled in a staging folder outside the repository root (Triton takes every folder
+in the root, hidden ones too, for a model) but on the same filesystem, then moved in with one
+rename, so Triton never sees half a model and the root holds only model directories.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fetcher.errors import InstallError
+from fetcher.repository.model_config import make_name_agree
+from fetcher.sources.base import FetchedModel
+
+
+def default_staging_dir(dest: Path) -> Path:
+    return dest.parent / f".{dest.name}.staging"
+
+
+@dataclass(frozen=True)
+class Repository:
+    root: Path
+    staging: Path
+
+    def prepare(self) -> None:
+        for folder in (self.root, self.staging):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InstallError(f"cannot create {str(folder)!r}: {exc.strerror}") from None
+        if self.root.stat().st_dev != self.staging.stat().st_dev:
+            raise InstallError(
+                f"staging folder {str(self.staging)!r} is not on the same filesystem as {str(self.root)!r}",
+                hint="choose a --staging-dir on the repository's volume, outside the repository root",
+            )
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        """Work folders of an earlier, interrupted run are never models: remove them."""
+        for entry in self.staging.iterdir():
+            if entry.name.startswith("work-"):
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def workdir(self, model_name: str) -> Path:
+        try:
+            return Path(tempfile.mkdtemp(prefix=f"work-{model_name}-", dir=self.staging))
+        except OSError as exc:
+            raise InstallError(f"cannot create a work folder in {str(self.staging)!r}: {exc.strerror}") from None
+
+    def install(self, name: str, fetched: FetchedModel, workdir: Path) -> str | None:
+        """Move (or link) the fetched model in as ``<root>/<name>``; return the config name it replaced, if any."""
+        final = self.root / name
+        if fetched.link:
+            staged = workdir / "link"
+            os.symlink(fetched.model_dir, staged, target_is_directory=True)
+            renamed = None
+        else:
+            staged = fetched.model_dir
+            renamed = make_name_agree(staged, name)
+        self._swap_in(staged, final, workdir)
+        return renamed
+
+    def _swap_in(self, staged: Path, final: Path, workdir: Path) -> None:
+        old = workdir / "replaced"
+        try:
+            if final.is_symlink() or final.exists():
+                os.rename(final, old)
+            os.rename(staged, final)
+        except OSError as exc:
+            raise InstallError(f"cannot move the model into {str(final)!r}: {exc.strerror}") from None
+
+    def discard(self, workdir: Path) -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
