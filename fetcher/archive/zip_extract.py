@@ -18,7 +18,8 @@ from fetcher.errors import ArchiveError
 CHUNK = 1024 * 1024
 MAX_NAME_BYTES = 4096
 MAX_SEGMENT_BYTES = 255
-MAX_RATIO = 2000  # uncompressed / compressed, for members larger than 1 MiB
+# Deflate cannot pass about 1032:1; members near that are zero-filled bombs, not models.
+MAX_RATIO = 1000  # uncompressed / compressed, for members larger than 1 MiB
 
 
 def is_junk(name: str) -> bool:
@@ -46,7 +47,8 @@ def safe_member_path(name: str) -> tuple[str, ...]:
 
 def _entry_kind(info: zipfile.ZipInfo) -> str:
     mode = info.external_attr >> 16
-    if info.create_system == 3 and mode:  # Unix attributes are meaningful
+    # Unix attributes tell the file type only when a tool wrote one; many write permissions alone.
+    if info.create_system == 3 and stat.S_IFMT(mode):
         if stat.S_ISLNK(mode):
             return "link"
         if stat.S_ISDIR(mode):
@@ -109,6 +111,7 @@ def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.
                 f"entry {info.filename!r} has a compression ratio over {MAX_RATIO}:1 (a zip bomb?)"
             )
         members.append((info, segments))
+    _check_no_overlap(zf)
     # A file and a folder may not share a path ("a" as a file and "a/b").
     files = {s for s, d in seen.items() if not d}
     for segments in seen:
@@ -116,6 +119,14 @@ def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.
             if segments[:depth] in files:
                 raise ArchiveError(f"entry {'/'.join(segments)!r} lies below a file of the same name")
     return members
+
+
+def _check_no_overlap(zf: zipfile.ZipFile) -> None:
+    """Members whose data overlap are the trick of non-recursive zip bombs; real archives never do it."""
+    spans = sorted((info.header_offset, info.compress_size, info.filename) for info in zf.infolist())
+    for (offset, size, name), (next_offset, _, next_name) in zip(spans, spans[1:]):
+        if next_offset < offset + 30 + size:  # 30: the fixed part of a local file header
+            raise ArchiveError(f"entries {name!r} and {next_name!r} overlap (a zip bomb?)")
 
 
 def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path, budget: int) -> int:

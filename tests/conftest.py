@@ -1,0 +1,85 @@
+"""Fixtures shared by the fetcher's tests: TLS material, served model zips, a CLI runner."""
+
+from __future__ import annotations
+
+import io
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import trustme
+
+from devkit.https_server import RunningServer, serve_files
+from devkit.models import model_files, zip_model
+from fetcher.cli.main import run
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture()
+def site(tmp_path: Path) -> Path:
+    """The folder the test web servers serve."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    zip_model(folder / "my_model.zip", model_files("my_model"))
+    zip_model(folder / "nested.zip", model_files("my_model"), top_folder="my_model")
+    return folder
+
+
+@pytest.fixture()
+def https_server(site: Path, server_tls: ssl.SSLContext) -> Iterator[RunningServer]:
+    with serve_files(site, tls=server_tls) as server:
+        yield server
+
+
+@pytest.fixture()
+def http_server(site: Path) -> Iterator[RunningServer]:
+    with serve_files(site) as server:
+        yield server
+
+
+@dataclass
+class CliResult:
+    status: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture()
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run ``model-fetcher`` in-process; returns status, stdout and stderr (logs included)."""
+
+    def invoke(*args: str | Path) -> CliResult:
+        out = io.StringIO()
+        capsys.readouterr()
+        status = run([str(a) for a in args], stdout=out)
+        captured = capsys.readouterr()
+        return CliResult(status=int(status), stdout=out.getvalue() + captured.out, stderr=captured.err)
+
+    return invoke
+
+
+def write_secret(secrets_dir: Path, name: str, value: str, *, key: str | None = None) -> None:
+    """A secret as Kubernetes mounts it: ``<secrets_dir>/<name>/<key>``."""
+    folder = secrets_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / (key or name)).write_text(value + "\n")
