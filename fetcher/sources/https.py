@@ -54,8 +54,8 @@ def _session(options: FetchOptions) -> requests.Session:
         connect=4,
         read=2,
         status=4,
-        backoff_factor=0.5,
-        backoff_jitter=0.5,
+        backoff_factor=0.25,
+        backoff_jitter=0.25,
         status_forcelist=RETRY_STATUSES,
         allowed_methods=frozenset({"GET"}),
         respect_retry_after_header=True,
@@ -176,6 +176,8 @@ class HttpsSource:
             )
         if status == 404:
             raise DownloadError(f"{where}: HTTP 404 Not Found")
+        if status in RETRY_STATUSES:
+            raise DownloadError(f"{where}: HTTP {status} {response.reason}, still after retries")
         raise DownloadError(f"{where}: HTTP {status} {response.reason}")
 
 
