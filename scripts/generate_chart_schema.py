@@ -60,14 +60,17 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> dict[str,
 
 
 def probe(*, readiness: bool = False) -> dict[str, Any]:
+    def field(description: str, minimum: int) -> dict[str, Any]:
+        return {"description": description, **integer(minimum)}
+
     properties = {
-        "initialDelaySeconds": integer(0),
-        "periodSeconds": integer(1),
-        "timeoutSeconds": integer(1),
-        "failureThreshold": integer(1),
+        "initialDelaySeconds": field("Seconds after the container starts before the first probe.", 0),
+        "periodSeconds": field("Seconds between probes.", 1),
+        "timeoutSeconds": field("Seconds after which a probe times out.", 1),
+        "failureThreshold": field("Consecutive failures that fail the probe.", 1),
     }
     if readiness:
-        properties["successThreshold"] = integer(1)
+        properties["successThreshold"] = field("Consecutive successes that pass the probe after a failure.", 1)
     return obj(properties)
 
 
