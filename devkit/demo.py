@@ -18,6 +18,7 @@ import trustme
 import yaml
 
 from devkit.https_server import serve_files
+from devkit.secrets import write_secret
 from devkit.models import model_files, zip_model
 from devkit.triton import run_triton
 
@@ -42,8 +43,7 @@ def main() -> int:
         ca.cert_pem.write_to_path(str(ca_file))
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("127.0.0.1").configure_cert(tls)
-        (secrets / "ngc-model-pull").mkdir(parents=True)
-        (secrets / "ngc-model-pull" / "ngc-model-pull").write_text(TOKEN + "\n")
+        write_secret(secrets, "ngc-model-pull", TOKEN)
 
         with serve_files(site, tls=tls, required_auth={"/": TOKEN}) as server:
             step(f"serving {server.url('my_model.zip')} over HTTPS; it answers 401 without the secret")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import write_secret
+from devkit.secrets import write_secret
 from devkit.https_server import serve_files
 from devkit.models import model_files, zip_model
 from devkit.ports import free_port
