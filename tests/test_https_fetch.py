@@ -56,8 +56,8 @@ def test_https_with_matching_secret(tmp_path: Path, https_server, ca_file: Path,
     assert [r.headers.get("Authorization") for r in https_server.requests_for("/nested.zip")] == [None]
     assert "tok-7f3a" not in result.stderr + result.stdout
     assert "model=my_model event=installed" in result.stderr and "bytes=" in result.stderr and "rate=" in result.stderr
-    # Nothing but models in the root, and no staging left beside it.
-    assert not (tmp_path / "models" / ".repository.staging").exists()
+    # Nothing but models in the root, and no work folders left in the staging folder beside it.
+    assert sorted(p.name for p in (tmp_path / "models" / ".repository.staging").iterdir()) == ["manifest.json"]
 
 
 def test_wrong_token_is_a_clear_401(tmp_path: Path, https_server, ca_file: Path, cli) -> None:
@@ -159,7 +159,7 @@ def test_hostile_zip_leaves_nothing_behind(tmp_path: Path, site: Path, http_serv
     assert result.status == 1 and "points outside" in result.stderr
     assert installed(tmp_path) == []
     assert not list(tmp_path.rglob("escaped.txt"))
-    assert not (tmp_path / "models" / ".repository.staging").exists()
+    assert list((tmp_path / "models" / ".repository.staging").iterdir()) == []
 
 
 def test_sha256_is_checked(tmp_path: Path, http_server, cli) -> None:
@@ -179,12 +179,36 @@ def test_size_limit_applies_to_the_download(tmp_path: Path, http_server, cli) ->
     assert result.status == 1 and "larger than the limit of 100 bytes" in result.stderr
 
 
-def test_a_refetch_replaces_the_installed_model(tmp_path: Path, site: Path, http_server, cli) -> None:
+def test_a_restart_does_not_download_installed_models_again(tmp_path: Path, site: Path, http_server, cli) -> None:
     values = values_file(tmp_path, [], [f"name=m,uri={http_server.url('my_model.zip')}"])
     assert cli(*fetch_args(tmp_path, values)).status == 0
-    zip_model(site / "my_model.zip", model_files("m", addend=5.0))
+    result = cli(*fetch_args(tmp_path, values))
+    assert result.status == 0 and "model=m event=unchanged" in result.stderr
+    assert len(http_server.requests_for("/my_model.zip")) == 1
+
+
+def test_a_damaged_or_changed_model_is_fetched_again(tmp_path: Path, site: Path, http_server, cli) -> None:
+    values = values_file(tmp_path, [], [f"name=m,uri={http_server.url('my_model.zip')}"])
     assert cli(*fetch_args(tmp_path, values)).status == 0
-    assert "+ 5.0" in (tmp_path / "models" / "repository" / "m" / "1" / "model.py").read_text()
+    model_py = tmp_path / "models" / "repository" / "m" / "1" / "model.py"
+    model_py.write_text("truncated")  # a different size: not the model that was installed
+    assert cli(*fetch_args(tmp_path, values)).status == 0
+    assert "+ 1.0" in model_py.read_text()
+    assert len(http_server.requests_for("/my_model.zip")) == 2
+    # A new URI for the same name replaces the model.
+    zip_model(site / "v2.zip", model_files("m", addend=5.0))
+    values = values_file(tmp_path, [], [f"name=m,uri={http_server.url('v2.zip')}"])
+    assert cli(*fetch_args(tmp_path, values)).status == 0
+    assert "+ 5.0" in model_py.read_text()
+    assert installed(tmp_path) == ["m"]
+
+
+def test_leftovers_of_an_interrupted_run_are_cleared(tmp_path: Path, http_server, cli) -> None:
+    staging = tmp_path / "models" / ".repository.staging"
+    (staging / "work-m-abc123" / "extracted" / "1").mkdir(parents=True)
+    values = values_file(tmp_path, [], [f"name=m,uri={http_server.url('my_model.zip')}"])
+    assert cli(*fetch_args(tmp_path, values)).status == 0
+    assert sorted(p.name for p in staging.iterdir()) == ["manifest.json"]
     assert installed(tmp_path) == ["m"]
 
 
