@@ -145,7 +145,25 @@ def test_secret_over_plain_http_to_a_remote_host_is_refused(tmp_path: Path, cli)
     result = cli(*fetch_args(tmp_path, values))
     assert result.status == 1
     assert "refusing to send secret 'pull' over plain http" in result.stderr
-    assert "--allow-plain-http-credentials" in result.stderr
+    assert "allowPlainHttp: true" in result.stderr
+
+
+def test_plain_http_credentials_when_the_values_allow_them(tmp_path: Path) -> None:
+    from fetcher.credentials.secrets import SecretStore
+    from fetcher.errors import SecretError
+    from fetcher.lease.model_spec import parse_model_spec
+    from fetcher.lease.values import HttpsRepository, LeaseValues
+    from fetcher.sources.base import FetchOptions
+    from fetcher.sources.https import HttpsSource, plan_https
+
+    write_secret(tmp_path / "secrets", "pull", TOKEN)
+    source = HttpsSource(FetchOptions(secrets=SecretStore(tmp_path / "secrets"), volumes_dir=tmp_path))
+    spec = parse_model_spec("name=m,uri=http://models.example.com/m.zip", origin="t")
+    allowed = LeaseValues(https=(HttpsRepository("pull", "models.example.com", allow_plain_http=True),))
+    assert source._secret(plan_https(spec, allowed)).reveal() == TOKEN
+    refused = LeaseValues(https=(HttpsRepository("pull", "models.example.com"),))
+    with pytest.raises(SecretError, match="allowPlainHttp"):
+        source._secret(plan_https(spec, refused))
 
 
 def test_hostile_zip_leaves_nothing_behind(tmp_path: Path, site: Path, http_server, cli) -> None:

@@ -83,8 +83,6 @@ def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
                         help="longest wait for the next bytes from a server (default: %(default)s)")
     parser.add_argument("--volume-mode", choices=["link", "copy"], default="link",
                         help="install volume models as symbolic links or as copies (default: %(default)s)")
-    parser.add_argument("--allow-plain-http-credentials", action="store_true",
-                        help="allow sending a secret over plain http to a host other than loopback")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +108,6 @@ def _options(args: argparse.Namespace) -> FetchOptions:
         ca_bundle=getattr(args, "ca_bundle", None),
         max_model_bytes=getattr(args, "max_model_size", DEFAULT_MAX_MODEL_BYTES),
         volume_mode=getattr(args, "volume_mode", "link"),
-        allow_plain_http_credentials=getattr(args, "allow_plain_http_credentials", False),
         transfer_concurrency=getattr(args, "transfer_concurrency", 8),
         model_timeout=float(getattr(args, "model_timeout", 3600)),
         read_timeout=float(getattr(args, "read_timeout", 60)),

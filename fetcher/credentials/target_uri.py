@@ -32,7 +32,7 @@ class SecretChoice:
     """The secret chosen for a URL (or none) and why, in words fit for ``explain``."""
 
     secret_name: str | None
-    target_uri: str | None
+    entry: HttpsRepository | None
     reason: str
 
 
@@ -120,13 +120,13 @@ def choose_secret(url: str, entries: tuple[HttpsRepository, ...]) -> SecretChoic
             reason = "no https secrets are configured (server.modelRepositories.https is empty)"
         else:
             reason = f"no targetUri of {len(entries)} configured matches host {host!r} and its path"
-        return SecretChoice(secret_name=None, target_uri=None, reason=reason)
+        return SecretChoice(secret_name=None, entry=None, reason=reason)
     (host_count, path_count), entry = best
     what = "the IP address" if is_ip else f"{host_count} host label(s)"
     reason = f"targetUri {entry.target_uri!r} matches {what} and {path_count} path segment(s)"
     if matching > 1:
         reason += f"; the most specific of {matching} matching entries"
-    return SecretChoice(secret_name=entry.secret_name, target_uri=entry.target_uri, reason=reason)
+    return SecretChoice(secret_name=entry.secret_name, entry=entry, reason=reason)
 
 
 def validate_target_uris(entries: tuple[HttpsRepository, ...]) -> None:

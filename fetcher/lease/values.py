@@ -19,6 +19,7 @@ from fetcher.lease.model_spec import ModelSpec, parse_model_spec
 class HttpsRepository:
     secret_name: str
     target_uri: str
+    allow_plain_http: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,9 @@ def build_lease_values(values: dict[str, Any], extra_models: Iterable[str] = (),
     server = values.get("server") or {}
     repositories = server.get("modelRepositories") or {}
     https = tuple(
-        HttpsRepository(secret_name=e["secretName"], target_uri=e["targetUri"]) for e in repositories.get("https") or []
+        HttpsRepository(secret_name=e["secretName"], target_uri=e["targetUri"],
+                        allow_plain_http=bool(e.get("allowPlainHttp", False)))
+        for e in repositories.get("https") or []
     )
     volumes = tuple(
         VolumeRepository(repository_name=e["repositoryName"], volume_claim_name=e["volumeClaimName"])

@@ -22,7 +22,6 @@ class FetchOptions:
     ca_bundle: str | None = None
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
     volume_mode: str = "link"  # "link" or "copy"
-    allow_plain_http_credentials: bool = False
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     model_timeout: float = 3600.0  # seconds one model's fetch may take in all

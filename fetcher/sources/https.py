@@ -17,7 +17,7 @@ from fetcher.credentials.target_uri import choose_secret
 from fetcher.errors import DownloadError, SecretError
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.uri import redact_url
-from fetcher.lease.values import LeaseValues
+from fetcher.lease.values import HttpsRepository, LeaseValues
 from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
 from fetcher.sources.http_transfer import RETRY_STATUSES, HttpDownload, TransferSettings
 
@@ -31,6 +31,7 @@ def plan_https(spec: ModelSpec, lease: LeaseValues) -> ModelPlan:
         location=redact_url(spec.uri.text),
         secret=choice.secret_name,
         reason=choice.reason,
+        repository_config=choice.entry,
     )
 
 
@@ -76,10 +77,13 @@ class HttpsSource:
         if plan.secret is None:
             return None
         parts = urlsplit(plan.spec.uri.text)
-        if parts.scheme == "http" and not is_loopback(parts.hostname or "") and not self.options.allow_plain_http_credentials:
+        entry = plan.repository_config
+        allowed = isinstance(entry, HttpsRepository) and entry.allow_plain_http
+        if parts.scheme == "http" and not is_loopback(parts.hostname or "") and not allowed:
             raise SecretError(
                 f"refusing to send secret {plan.secret!r} over plain http to {parts.hostname}",
-                hint="serve the model over https, or pass --allow-plain-http-credentials",
+                hint="serve the model over https, or set allowPlainHttp: true on that "
+                     "server.modelRepositories.https entry",
             )
         return self.options.secrets.read(plan.secret)
 
