@@ -191,6 +191,14 @@ def test_a_large_object_arrives_byte_for_byte_in_ranged_parts(private_s3: S3Endp
     assert len(split_parts(len(big), TransferSettings())) > 1
 
 
+def test_parts_stay_within_the_part_limit_for_huge_objects() -> None:
+    settings = TransferSettings(part_size=16 * MiB, multipart_threshold=32 * MiB, max_parts=10_000)
+    assert split_parts(32 * MiB, settings) == [(0, 32 * MiB)]
+    parts = split_parts(500 * 1024**3 + 7, settings)
+    assert len(parts) <= 10_000 and parts[0][0] == 0 and parts[-1][1] == 500 * 1024**3 + 7
+    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+
+
 class RecordingS3Source(S3Source):
     """The real source, noting each (key, start, end) it reads."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import yaml
 
 from devkit.models import write_model
 from fetcher.errors import ModelLayoutError, ModelSpecError, ResolutionError
+from fetcher.logs import get_logger
 from fetcher.repository.model_config import configured_name
 from tests.support.lease_runs import run_fetch, tree, volume_values
 
@@ -47,19 +49,27 @@ def test_copies_the_model_folder_in_copy_mode(volumes: Path, tmp_path: Path) -> 
     assert run.result("my_model").bytes_transferred == sum(len(v) for v in tree(installed).values())
 
 
-def test_a_different_lease_name_is_copied_and_renamed(volumes: Path, tmp_path: Path,
-                                                      capfd: pytest.CaptureFixture[str]) -> None:
-    from fetcher.logs import configure
-
-    configure("INFO")
-    run = run_fetch(volume_values("volume-models"), ["name=prod_model,uri=model://volume-models/my_model"], tmp_path)
+def test_a_different_lease_name_is_copied_and_renamed(volumes: Path, tmp_path: Path) -> None:
+    records: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = get_logger()
+    logger.addHandler(handler)
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        run = run_fetch(volume_values("volume-models"), ["name=prod_model,uri=model://volume-models/my_model"],
+                        tmp_path)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
     assert run.result("prod_model").ok, run.results
     installed = run.dest / "prod_model"
     assert installed.is_dir() and not installed.is_symlink()
     assert configured_name(installed / "config.pbtxt") == "prod_model"
     # The volume itself is untouched.
     assert configured_name(volumes / "volume-models" / "my_model" / "config.pbtxt") == "my_model"
-    assert "event=copy-instead-of-link" in capfd.readouterr().err
+    assert any("event=copy-instead-of-link" in line and "'my_model'" in line for line in records)
 
 
 def test_a_config_without_a_name_is_still_linked(tmp_path: Path) -> None:
