@@ -28,6 +28,14 @@ demo: $(STAMP) ## The main job: serve sample models locally, fetch them, serve t
 test: $(STAMP) ## Run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+.PHONY: chart-schema
+chart-schema: $(STAMP) ## Regenerate chart/values.schema.json from schemas/ and chart/values.yaml
+	$(BIN)/python scripts/generate_chart_schema.py
+
+.PHONY: chart-docs
+chart-docs: $(STAMP) ## Regenerate the values table of chart/README.md from chart/values.yaml
+	$(BIN)/python scripts/generate_chart_readme.py
+
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -5,6 +5,7 @@ It records every request's path and headers, so tests can check where a secret w
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -21,12 +22,36 @@ class RecordedRequest:
 
 
 @dataclass
+class Fault:
+    """Misbehaviour for the next ``times`` requests of a path."""
+
+    times: int = 1
+    status: int | None = None  # answer with this status instead of the file
+    drop_after: int | None = None  # send this many body bytes, then close the connection
+    stall_seconds: float = 0.0  # wait this long before the body (bounded; ends early on shutdown)
+    retry_after: str | None = None
+
+
+@dataclass
 class ServerState:
     root: Path
     required_auth: dict[str, str] = field(default_factory=dict)  # path prefix -> Authorization value
     redirects: dict[str, str] = field(default_factory=dict)  # path -> Location
+    faults: dict[str, "Fault"] = field(default_factory=dict)  # path -> fault to inject
+    accept_ranges: bool = True
+    etag: str | None = '"v1"'
     requests: list[RecordedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    body_bytes_sent: int = 0
+
+    def take_fault(self, path: str) -> Fault | None:
+        with self.lock:
+            fault = self.faults.get(path)
+            if fault is None or fault.times <= 0:
+                return None
+            fault.times -= 1
+            return fault
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -51,17 +76,53 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/status/"):
             self._reply(int(path.rsplit("/", 1)[1]), b"status\n", {})
             return
+        fault = state.take_fault(path)
+        if fault is not None and fault.status is not None:
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            self._reply(fault.status, b"injected\n", extra)
+            return
         file = (state.root / path.lstrip("/")).resolve()
         if not file.is_relative_to(state.root.resolve()) or not file.is_file():
             self._reply(404, b"not found\n", {})
             return
-        self.send_response(200)
+        size = file.stat().st_size
+        start, end = 0, size
+        status = 200
+        requested = self.headers.get("Range")
+        if_range = self.headers.get("If-Range")
+        if requested and state.accept_ranges and (if_range is None or if_range == state.etag):
+            first, _, last = requested.removeprefix("bytes=").partition("-")
+            start = int(first)
+            end = int(last) + 1 if last else size
+            status = 206
+        self.send_response(status)
         self.send_header("Content-Type", "application/zip")
-        self.send_header("Content-Length", str(file.stat().st_size))
+        self.send_header("Content-Length", str(end - start))
+        if state.accept_ranges:
+            self.send_header("Accept-Ranges", "bytes")
+        if state.etag:
+            self.send_header("ETag", state.etag)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         self.end_headers()
+        if fault is not None and fault.stall_seconds:
+            state.stopping.wait(fault.stall_seconds)
+        limit = end - start if fault is None or fault.drop_after is None else min(fault.drop_after, end - start)
         with open(file, "rb") as source:
-            while chunk := source.read(1024 * 1024):
+            source.seek(start)
+            sent = 0
+            while sent < limit:
+                chunk = source.read(min(256 * 1024, limit - sent))
+                if not chunk:
+                    break
                 self.wfile.write(chunk)
+                sent += len(chunk)
+        with state.lock:
+            state.body_bytes_sent += sent
+        if sent < end - start:
+            self.close_connection = True
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
@@ -78,6 +139,9 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, state: ServerState) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state = state
+
+    def handle_error(self, request, client_address) -> None:  # broken connections are injected on purpose
+        return
 
 
 @dataclass
@@ -107,6 +171,7 @@ def serve_files(root: Path, *, tls: ssl.SSLContext | None = None, host_name: str
     try:
         yield RunningServer(state=state, base_url=f"{'https' if tls else 'http'}://{host_name}:{port}")
     finally:
+        state.stopping.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

@@ -10,6 +10,7 @@ from fetcher.errors import FetcherError
 from fetcher.logs import get_logger, human_rate
 from fetcher.plan import source_for
 from fetcher.repository.install import Repository
+from fetcher.repository.manifest import MANIFEST_NAME, Manifest, plan_fingerprint
 from fetcher.sources.base import FetchOptions, ModelPlan
 
 
@@ -22,16 +23,22 @@ class ModelResult:
     error: str | None = None
 
 
-def fetch_one(plan: ModelPlan, repository: Repository, options: FetchOptions) -> ModelResult:
+def fetch_one(plan: ModelPlan, repository: Repository, options: FetchOptions, manifest: Manifest) -> ModelResult:
     log = get_logger()
     name = plan.spec.name
     start = time.monotonic()
+    fingerprint = plan_fingerprint(plan, options.volume_mode)
+    if manifest.is_current(name, fingerprint, repository.root / name):
+        log.info("model=%s event=unchanged detail=already installed and verified, not fetched again", name)
+        return ModelResult(name=name, ok=True)
     log.info("model=%s event=start source=%s location=%s secret=%s", name, plan.source, plan.location, plan.secret or "none")
     workdir = None
     try:
         workdir = repository.workdir(name)
         fetched = source_for(plan, options).fetch(plan, workdir)
+        manifest.forget(name)
         renamed = repository.install(name, fetched, workdir)
+        manifest.record(name, fingerprint, repository.root / name)
         if renamed is not None:
             log.info("model=%s event=renamed config_name=%s", name, renamed)
     except FetcherError as exc:
@@ -61,10 +68,6 @@ def fetch_all(plans: list[ModelPlan], repository: Repository, options: FetchOpti
     repository.prepare()
     if not plans:
         return []
+    manifest = Manifest(repository.staging / MANIFEST_NAME)
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(plans))), thread_name_prefix="model") as pool:
-        results = list(pool.map(lambda plan: fetch_one(plan, repository, options), plans))
-    try:
-        repository.staging.rmdir()
-    except OSError:
-        pass
-    return results
+        return list(pool.map(lambda plan: fetch_one(plan, repository, options, manifest), plans))

@@ -77,9 +77,3 @@ def cli(capsys: pytest.CaptureFixture[str]):
 
     return invoke
 
-
-def write_secret(secrets_dir: Path, name: str, value: str, *, key: str | None = None) -> None:
-    """A secret as Kubernetes mounts it: ``<secrets_dir>/<name>/<key>``."""
-    folder = secrets_dir / name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / (key or name)).write_text(value + "\n")

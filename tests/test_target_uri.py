@@ -96,7 +96,7 @@ def test_malformed_target_uri_is_refused(bad: str) -> None:
         parse_target_uri(bad)
 
 
-label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True).filter(lambda s: not s.isdigit())  # all-digit hosts are IPs
 segment = st.from_regex(r"[A-Za-z0-9_.-]{1,10}", fullmatch=True).filter(lambda s: s not in (".", ".."))
 
 

@@ -77,6 +77,10 @@ def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
                         help="parallel transfers within one model, S3 objects or ranged parts (default: %(default)s)")
     parser.add_argument("--max-model-size", type=_size, default=DEFAULT_MAX_MODEL_BYTES, metavar="SIZE",
                         help="largest model accepted, downloaded or unpacked (default: 100G)")
+    parser.add_argument("--model-timeout", type=_positive_int, default=3600, metavar="SECONDS",
+                        help="longest one model's fetch may take (default: %(default)s)")
+    parser.add_argument("--read-timeout", type=_positive_int, default=60, metavar="SECONDS",
+                        help="longest wait for the next bytes from a server (default: %(default)s)")
     parser.add_argument("--volume-mode", choices=["link", "copy"], default="link",
                         help="install volume models as symbolic links or as copies (default: %(default)s)")
     parser.add_argument("--allow-plain-http-credentials", action="store_true",
@@ -108,6 +112,8 @@ def _options(args: argparse.Namespace) -> FetchOptions:
         volume_mode=getattr(args, "volume_mode", "link"),
         allow_plain_http_credentials=getattr(args, "allow_plain_http_credentials", False),
         transfer_concurrency=getattr(args, "transfer_concurrency", 8),
+        model_timeout=float(getattr(args, "model_timeout", 3600)),
+        read_timeout=float(getattr(args, "read_timeout", 60)),
     )
 
 

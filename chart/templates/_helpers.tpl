@@ -1,0 +1,137 @@
+{{/* Names ------------------------------------------------------------------------------------ */}}
+
+{{/* The chart name, limited to a DNS label. */}}
+{{- define "triton-lease.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The full name of the release's resources. */}}
+{{- define "triton-lease.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the ConfigMap holding the fetcher's values. */}}
+{{- define "triton-lease.fetcherConfigName" -}}
+{{- printf "%s-fetcher" (include "triton-lease.fullname" . | trunc 55 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* Name of the ServiceAccount the pod runs as. */}}
+{{- define "triton-lease.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "triton-lease.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A pod volume name (a DNS label of at most 63 characters) for a named object: the prefix, the
+readable part of the name and a hash of the whole name, so that names that differ only in
+characters a label cannot hold (dots) or beyond the truncation still give different volumes.
+Call with (list "prefix" "name").
+*/}}
+{{- define "triton-lease.volumeName" -}}
+{{- $prefix := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- printf "%s-%s-%s" $prefix ($name | replace "." "-" | trunc 40 | trimSuffix "-") ($name | sha256sum | trunc 8) -}}
+{{- end -}}
+
+{{/* Labels ----------------------------------------------------------------------------------- */}}
+
+{{- define "triton-lease.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels: only name and instance (selectors are immutable). */}}
+{{- define "triton-lease.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "triton-lease.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Standard labels of every resource. */}}
+{{- define "triton-lease.labels" -}}
+helm.sh/chart: {{ include "triton-lease.chart" . }}
+{{ include "triton-lease.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: triton-lease
+{{- end -}}
+
+{{/* Paths (the contract with the fetcher) ---------------------------------------------------- */}}
+
+{{- define "triton-lease.modelVolumeMountPath" -}}/models{{- end -}}
+{{- define "triton-lease.repositoryRoot" -}}/models/repository{{- end -}}
+{{- define "triton-lease.fetcherConfigDir" -}}/etc/model-fetcher{{- end -}}
+{{- define "triton-lease.secretsDir" -}}/var/run/secrets/model-fetcher{{- end -}}
+{{- define "triton-lease.volumesDir" -}}/mnt/model-volumes{{- end -}}
+{{- define "triton-lease.caBundleDir" -}}/etc/model-fetcher-ca{{- end -}}
+
+{{/* Values digested ------------------------------------------------------------------------- */}}
+
+{{/* Every S3 repository: the `s3` and `S3` lists, as JSON {"items": [...]}. */}}
+{{- define "triton-lease.s3Repositories" -}}
+{{- $repos := concat (.Values.server.modelRepositories.s3 | default list) (.Values.server.modelRepositories.S3 | default list) -}}
+{{- dict "items" $repos | toJson -}}
+{{- end -}}
+
+{{/* The sorted, deduplicated names of every Secret the fetcher may read, as JSON {"items": [...]}. */}}
+{{- define "triton-lease.fetcherSecrets" -}}
+{{- $names := list -}}
+{{- range (.Values.server.modelRepositories.https | default list) -}}
+{{- $names = append $names .secretName -}}
+{{- end -}}
+{{- range (include "triton-lease.s3Repositories" $ | fromJson).items -}}
+{{- if .accessKey }}{{ $names = append $names .accessKey }}{{ end -}}
+{{- if .secretKey }}{{ $names = append $names .secretKey }}{{ end -}}
+{{- end -}}
+{{- dict "items" ($names | uniq | sortAlpha) | toJson -}}
+{{- end -}}
+
+{{/*
+The lease's models as JSON {"items": [{"name", "uri", "spec"}]}: a string spec
+"name=<model>,uri=<uri>" is parsed here, a mapping is taken as it is.
+*/}}
+{{- define "triton-lease.models" -}}
+{{- $models := list -}}
+{{- range $i, $spec := (.Values.lease.models | default list) -}}
+{{- if kindIs "string" $spec -}}
+{{- $re := "^\\s*name=([^,]+),\\s*uri=(\\S+)" -}}
+{{- $match := regexFind $re $spec -}}
+{{- $name := regexReplaceAll $re $match "${1}" | trim -}}
+{{- $uri := regexReplaceAll $re $match "${2}" | trim -}}
+{{- $models = append $models (dict "name" $name "uri" $uri "spec" $spec "index" $i) -}}
+{{- else -}}
+{{- $models = append $models (dict "name" (toString $spec.name) "uri" (toString $spec.uri) "spec" (printf "name=%s,uri=%s" $spec.name $spec.uri) "index" $i) -}}
+{{- end -}}
+{{- end -}}
+{{- dict "items" $models | toJson -}}
+{{- end -}}
+
+{{/* The fetcher's view of the values: the only keys the fetcher reads. */}}
+{{- define "triton-lease.fetcherValues" -}}
+{{- $server := dict "modelRepositories" .Values.server.modelRepositories "security" .Values.server.security -}}
+{{- dict "server" $server "lease" (dict "models" (.Values.lease.models | default list)) | toYaml -}}
+{{- end -}}
+
+{{/* Images --------------------------------------------------------------------------------- */}}
+
+{{- define "triton-lease.tritonImage" -}}
+{{- printf "%s:%s" .Values.triton.image.repository .Values.triton.image.tag -}}
+{{- end -}}
+
+{{- define "triton-lease.fetcherImage" -}}
+{{- printf "%s:%s" .Values.fetcher.image.repository (default .Chart.AppVersion .Values.fetcher.image.tag) -}}
+{{- end -}}
+
+{{- define "triton-lease.testImage" -}}
+{{- printf "%s:%s" .Values.tests.image.repository .Values.tests.image.tag -}}
+{{- end -}}

@@ -1,0 +1,290 @@
+"""Resilient HTTP(S) downloads into a file: retries, resume by Range, parallel ranged parts.
+
+A server that accepts ranges gets a large file fetched in parallel parts written in place; any
+server gets an interrupted transfer resumed from where it broke off (``Range`` with ``If-Range``),
+never restarted from zero when it can be avoided. Authorization goes only to the origin it was
+chosen for; redirects to plain http from https are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from fetcher.credentials.secrets import SecretValue
+from fetcher.errors import DownloadError
+from fetcher.lease.uri import redact_url
+
+CHUNK = 1024 * 1024
+MAX_REDIRECTS = 5
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+PART_BYTES = 32 * 1024 * 1024
+RESUME_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    ca_bundle: str | None
+    connect_timeout: float
+    read_timeout: float
+    max_bytes: int
+    concurrency: int
+    deadline: float  # time.monotonic() after which the transfer gives up
+    parallel_min_bytes: int = PARALLEL_MIN_BYTES
+    part_bytes: int = PART_BYTES
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What the first response said about the file."""
+
+    url: str  # after redirects
+    size: int | None
+    accepts_ranges: bool
+    validator: str | None  # ETag or Last-Modified, for If-Range
+
+
+def make_session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    retry = Retry(
+        total=4,
+        connect=4,
+        read=2,
+        status=4,
+        backoff_factor=0.25,
+        backoff_jitter=0.25,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        redirect=False,
+    )
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=max(pool_size, 4))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class HttpDownload:
+    """One file's download. ``describe_status`` turns a final non-2xx response into a DownloadError."""
+
+    def __init__(self, url: str, secret: SecretValue | None, settings: TransferSettings,
+                 describe_status: Callable[[requests.Response, str], DownloadError]) -> None:
+        self.start_url = url
+        self.secret = secret
+        self.settings = settings
+        self.describe_status = describe_status
+        self.session = make_session(settings.concurrency)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def fetch_to(self, target: str) -> int:
+        """Download into ``target``; return the bytes received. The file is complete when it returns."""
+        response = self._open(self.start_url, first_byte=0, validator=None)
+        resource = Resource(
+            url=response.url,
+            size=_content_length(response),
+            accepts_ranges=response.headers.get("Accept-Ranges", "").lower() == "bytes",
+            validator=response.headers.get("ETag") or response.headers.get("Last-Modified"),
+        )
+        if resource.size is not None and resource.size > self.settings.max_bytes:
+            response.close()
+            raise self._too_large()
+        parallel = (resource.accepts_ranges and resource.size is not None
+                    and resource.size >= self.settings.parallel_min_bytes and self.settings.concurrency > 1)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            if parallel:
+                response.close()
+                assert resource.size is not None
+                os.ftruncate(fd, resource.size)
+                self._fetch_parts(fd, resource)
+                return resource.size
+            return self._fetch_stream(fd, resource, response)
+        finally:
+            os.close(fd)
+
+    # -- single stream, resumed by Range when it breaks off ------------------------------------
+
+    def _fetch_stream(self, fd: int, resource: Resource, response: requests.Response) -> int:
+        written = 0
+        for attempt in range(1, RESUME_ATTEMPTS + 2):
+            try:
+                written = self._copy_body(fd, response, written, end=resource.size)
+                return written
+            except _Interrupted as broken:
+                written = broken.written
+                if attempt > RESUME_ATTEMPTS:
+                    raise DownloadError(
+                        f"{redact_url(resource.url)}: the transfer broke off {attempt} times, "
+                        f"last after {written} bytes: {broken.cause}"
+                    ) from None
+            self._pause(attempt)
+            first_byte = written if resource.accepts_ranges else 0  # without ranges, only from the start
+            response = self._open(resource.url, first_byte=first_byte, validator=resource.validator)
+            if first_byte == 0 or response.status_code == 200:  # a whole body: the file changed, or no ranges
+                written = 0
+                os.ftruncate(fd, 0)
+        raise AssertionError("unreachable")
+
+    # -- parallel parts written in place -----------------------------------------------------
+
+    def _fetch_parts(self, fd: int, resource: Resource) -> None:
+        assert resource.size is not None
+        step = self.settings.part_bytes
+        parts = [(start, min(start + step, resource.size)) for start in range(0, resource.size, step)]
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="part") as pool:
+            for _ in pool.map(lambda part: self._fetch_part(fd, resource, *part), parts):
+                pass
+
+    def _fetch_part(self, fd: int, resource: Resource, start: int, end: int) -> None:
+        position = start
+        attempt = 0
+        while position < end:
+            response = self._open(resource.url, first_byte=position, validator=resource.validator, last_byte=end - 1)
+            if response.status_code != 206:
+                response.close()
+                raise DownloadError(f"{redact_url(resource.url)}: the file changed during the download (no 206 for a range)")
+            try:
+                position = self._copy_body(fd, response, position, end=end)
+            except _Interrupted as broken:
+                position = broken.written
+                attempt += 1
+                if attempt > RESUME_ATTEMPTS:
+                    raise DownloadError(
+                        f"{redact_url(resource.url)}: bytes {start}-{end - 1} broke off {attempt} times: {broken.cause}"
+                    ) from None
+                self._pause(attempt)
+
+    # -- shared pieces ----------------------------------------------------------------------
+
+    def _copy_body(self, fd: int, response: requests.Response, position: int, *, end: int | None) -> int:
+        """Write the body at ``position``; return the position after it, or raise _Interrupted."""
+        try:
+            with response:
+                # read1 hands over whatever has arrived, so bytes before a break are kept for the resume.
+                while chunk := response.raw.read1(CHUNK):
+                    if end is not None and position + len(chunk) > end:
+                        raise DownloadError(f"{redact_url(response.url)}: the server sent more than it announced")
+                    if position + len(chunk) > self.settings.max_bytes:
+                        raise self._too_large()
+                    os.pwrite(fd, chunk, position)
+                    position += len(chunk)
+                    self._check_deadline()
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
+                requests.exceptions.Timeout, urllib3.exceptions.HTTPError) as exc:
+            raise _Interrupted(position, _cause(exc)) from None
+        except OSError as exc:
+            raise DownloadError(f"cannot write the download: {exc.strerror}") from None
+        if end is not None and position < end:
+            raise _Interrupted(position, "the body ended early")
+        return position
+
+    def _open(self, url: str, *, first_byte: int, validator: str | None, last_byte: int | None = None) -> requests.Response:
+        """GET ``url`` (following redirects by hand) and return a 200/206 response, or raise."""
+        for _ in range(MAX_REDIRECTS + 1):
+            self._check_deadline()
+            headers = {"Accept-Encoding": "identity"}  # bytes as stored: ranges and lengths refer to them
+            if self.secret is not None and origin(url) == origin(self.start_url):
+                headers["Authorization"] = self.secret.reveal()
+            if first_byte or last_byte is not None:
+                headers["Range"] = f"bytes={first_byte}-{'' if last_byte is None else last_byte}"
+                if validator:
+                    headers["If-Range"] = validator
+            response = self._get(url, headers)
+            if response.is_redirect:
+                location = response.headers.get("Location", "")
+                response.close()
+                next_url = urljoin(url, location)
+                if urlsplit(url).scheme == "https" and urlsplit(next_url).scheme != "https":
+                    raise DownloadError(f"{redact_url(url)} redirects to plain http; the downgrade is refused")
+                url = next_url
+                continue
+            if response.status_code in (200, 206):
+                return response
+            try:
+                raise self.describe_status(response, url)
+            finally:
+                response.close()
+        raise DownloadError(f"{redact_url(self.start_url)}: more than {MAX_REDIRECTS} redirects")
+
+    def _get(self, url: str, headers: dict[str, str]) -> requests.Response:
+        verify: str | bool = self.settings.ca_bundle or True
+        timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+        try:
+            return self.session.get(url, headers=headers, stream=True, verify=verify, timeout=timeout,
+                                    allow_redirects=False)
+        except requests.exceptions.SSLError:
+            raise DownloadError(
+                f"{redact_url(url)}: TLS verification failed",
+                hint="give the server's CA with --ca-bundle, or fix the server's certificate",
+            ) from None
+        except requests.exceptions.RetryError:
+            raise DownloadError(f"{redact_url(url)}: the server kept failing after retries") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise DownloadError(f"{redact_url(url)}: cannot connect: {_cause(exc)}") from None
+        except requests.exceptions.Timeout:
+            raise DownloadError(f"{redact_url(url)}: no answer within {self.settings.read_timeout:.0f}s") from None
+        except requests.RequestException as exc:
+            raise DownloadError(f"{redact_url(url)}: {_cause(exc)}") from None
+
+    def _check_deadline(self) -> None:
+        if time.monotonic() > self.settings.deadline:
+            raise DownloadError(f"{redact_url(self.start_url)}: the download passed its deadline",
+                                hint="raise --model-timeout for very large models or slow servers")
+
+    def _too_large(self) -> DownloadError:
+        return DownloadError(
+            f"{redact_url(self.start_url)}: the download is larger than the limit of {self.settings.max_bytes} bytes",
+            hint="raise --max-model-size if the model really is that large",
+        )
+
+    def _pause(self, attempt: int) -> None:
+        delay = min(0.1 * 2**attempt, 5.0) * (0.5 + random.random() / 2)
+        if time.monotonic() + delay > self.settings.deadline:
+            self._check_deadline()
+        time.sleep(delay)
+
+
+class _Interrupted(Exception):
+    def __init__(self, written: int, cause: str) -> None:
+        super().__init__(cause)
+        self.written = written
+        self.cause = cause
+
+
+def _content_length(response: requests.Response) -> int | None:
+    if response.status_code == 206:
+        content_range = response.headers.get("Content-Range", "")
+        total = content_range.rsplit("/", 1)[-1]
+        return int(total) if total.isdigit() else None
+    value = response.headers.get("Content-Length", "")
+    return int(value) if value.isdigit() else None
+
+
+def _cause(exc: BaseException) -> str:
+    """A short cause without URLs (which may carry query tokens) or header values."""
+    inner: BaseException | None = exc
+    while inner is not None and inner.__context__ is not None and not isinstance(inner, OSError):
+        inner = inner.__context__
+    name = type(inner or exc).__name__
+    text = str(getattr(inner, "strerror", "") or "") if inner is not None else ""
+    return f"{name}{': ' + text if text else ''}"

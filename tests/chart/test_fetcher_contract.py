@@ -1,0 +1,243 @@
+"""The fetcher's rendered command line against the pod's mounts, and run by hand on this machine.
+
+Each path the fetcher is given must be where the pod actually mounts the thing it names; then the
+rendered command, with the mount paths mapped to local folders, fetches the lease's models.
+"""
+
+from __future__ import annotations
+
+import http.server
+import importlib.util
+import io
+import os
+import shutil
+import ssl
+import threading
+import zipfile
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from conftest import load_example, merge_values
+
+
+def arg(container, flag):
+    args = container["args"]
+    return args[args.index(flag) + 1]
+
+
+def mount_of(rendered, container, path):
+    """The volumeMount holding path (the deepest one), and path relative to it."""
+    best = None
+    for mount_path, mount in rendered.mounts(container).items():
+        if PurePosixPath(path) == PurePosixPath(mount_path) or PurePosixPath(mount_path) in PurePosixPath(path).parents:
+            if best is None or len(mount_path) > len(best[0]):
+                best = (mount_path, mount)
+    assert best, f"{path} is not on any volume of {container['name']}"
+    return best[1], str(PurePosixPath(path).relative_to(best[0]))
+
+
+FULL = merge_values(
+    load_example("ref-volumes.yaml"),
+    load_example("ref-S3-keys.yaml"),
+    {"fetcher": {"caBundle": {"configMapName": "corp-ca", "key": "ca.pem"}}},
+)
+
+
+def test_values_file_is_the_configmaps_key(render):
+    rendered = render(FULL)
+    mount, relative = mount_of(rendered, rendered.fetcher, arg(rendered.fetcher, "--values"))
+    assert mount["volume"]["configMap"]["name"] == rendered.one("ConfigMap")["metadata"]["name"]
+    assert relative in rendered.one("ConfigMap")["data"]
+
+
+def test_ca_bundle_file_is_the_configmaps_key(render):
+    rendered = render(FULL)
+    mount, relative = mount_of(rendered, rendered.fetcher, arg(rendered.fetcher, "--ca-bundle"))
+    assert {"key": "ca.pem", "path": relative} in mount["volume"]["configMap"]["items"]
+
+
+def test_destination_and_staging_are_on_one_writable_volume_that_triton_reads(render):
+    rendered = render(FULL)
+    dest = arg(rendered.fetcher, "--dest")
+    staging = str(PurePosixPath(dest).parent / f".{PurePosixPath(dest).name}.staging")
+    dest_mount, _ = mount_of(rendered, rendered.fetcher, dest)
+    staging_mount, staging_relative = mount_of(rendered, rendered.fetcher, staging)
+    assert dest_mount["name"] == staging_mount["name"] == "model-repository"
+    assert not dest_mount.get("readOnly")
+    assert not PurePosixPath(staging).is_relative_to(dest)
+    triton_root = next(a.split("=", 1)[1] for a in rendered.triton["args"] if a.startswith("--model-repository="))
+    assert triton_root == dest
+    assert mount_of(rendered, rendered.triton, triton_root)[0]["name"] == "model-repository"
+
+
+def test_each_secret_file_is_at_secrets_dir_name_key(render):
+    rendered = render(FULL)
+    secrets_dir = arg(rendered.fetcher, "--secrets-dir")
+    for name in ("ngc-model-pull", "access-key-secret-name", "secret-key-secret-name"):
+        mount, relative = mount_of(rendered, rendered.fetcher, f"{secrets_dir}/{name}/{name}")
+        assert mount["volume"]["secret"]["secretName"] == name
+        assert relative == name  # the key, projected as a file of the same name
+
+
+def test_each_claim_is_at_volumes_dir_repository_name_in_both_containers(render):
+    rendered = render(FULL)
+    volumes_dir = arg(rendered.fetcher, "--volumes-dir")
+    for container in (rendered.fetcher, rendered.triton):
+        mount, relative = mount_of(rendered, container, f"{volumes_dir}/volume-models/my_model")
+        assert mount["volume"]["persistentVolumeClaim"]["claimName"] == "example-volume-claim"
+        assert relative == "my_model"
+
+
+def fetcher_available(module: str = "fetcher.cli.main") -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def run_rendered_fetcher(rendered, tmp_path, *, claims=None, secrets=None, config_maps=None):
+    """Run the init container's command and args with each mount path mapped to a local folder.
+
+    claims: {claimName: folder}; secrets: {secretName: {key: text}}; config_maps: {name: {key: text}}.
+    Returns (CompletedProcess, the local --dest folder).
+    """
+    claims, secrets, config_maps = claims or {}, secrets or {}, config_maps or {}
+    config_maps = {rendered.one("ConfigMap")["metadata"]["name"]: rendered.one("ConfigMap")["data"], **config_maps}
+    local = {}
+    for mount_path, mount in rendered.mounts(rendered.fetcher).items():
+        folder = tmp_path / "mounts" / mount_path.strip("/").replace("/", "_")
+        volume = mount["volume"]
+        if "persistentVolumeClaim" in volume:
+            folder = claims[volume["persistentVolumeClaim"]["claimName"]]
+        else:
+            folder.mkdir(parents=True)
+        if "configMap" in volume:
+            data = config_maps[volume["configMap"]["name"]]
+            items = volume["configMap"].get("items") or [{"key": k, "path": k} for k in data]
+            for item in items:
+                (folder / item["path"]).write_text(data[item["key"]])
+        if "secret" in volume:  # optional: absent secrets give an empty folder
+            for key, text in secrets.get(volume["secret"]["secretName"], {}).items():
+                (folder / key).write_text(text)
+        local[mount_path] = folder
+
+    def localize(value: str) -> str:
+        for mount_path in sorted(local, key=len, reverse=True):
+            if value == mount_path or value.startswith(mount_path + "/"):
+                return str(local[mount_path]) + value[len(mount_path):]
+        return value
+
+    rendered_args = rendered.fetcher["args"]
+    args = [localize(a) for a in rendered_args]
+    # The folders that only hold mounts (secrets dir, volumes dir) are assembled from links.
+    for flag in ("--secrets-dir", "--volumes-dir"):
+        parent = rendered_args[rendered_args.index(flag) + 1]
+        holder = tmp_path / flag.strip("-")
+        holder.mkdir()
+        for mount_path, folder in local.items():
+            if mount_path.startswith(parent + "/"):
+                (holder / mount_path[len(parent) + 1:]).symlink_to(folder)
+        args[args.index(flag) + 1] = str(holder)
+    args[args.index("--termination-log") + 1] = str(tmp_path / "termination-log")
+    executable = shutil.which(rendered.fetcher["command"][0], path=str(Path(sys.executable).parent))
+    env = {**os.environ, **{e["name"]: e["value"] for e in rendered.fetcher.get("env", [])}, "HOME": str(tmp_path)}
+    result = subprocess.run([executable, *args], capture_output=True, text=True, env=env, timeout=120)
+    return result, Path(args[args.index("--dest") + 1])
+
+
+def model_zip(name: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(f"{name}/config.pbtxt", f'name: "{name}"\nbackend: "python"\n')
+        archive.writestr(f"{name}/1/model.py", "# model\n")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def https_server(tmp_path):
+    """An HTTPS server (its own trustme CA) that serves /models/<name>.zip to one Authorization."""
+    trustme = pytest.importorskip("trustme")
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1", "localhost")
+    token = "Bearer lease-t0ken"
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.headers.get("Authorization"))
+            if self.headers.get("Authorization") != token:
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = model_zip(self.path.rsplit("/", 1)[1].removesuffix(".zip"))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/zip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield {"url": f"https://127.0.0.1:{server.server_address[1]}", "token": token,
+           "ca": authority.cert_pem.bytes().decode(), "seen": seen}
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.skipif(not fetcher_available(), reason="the model fetcher is not installed yet")
+def test_rendered_command_fetches_the_lease_over_https_with_its_secret_and_ca(render, tmp_path, https_server):
+    values = {
+        "server": {"modelRepositories": {"https": [{"secretName": "lease-pull", "targetUri": "127.0.0.1/models"}]}},
+        "lease": {"models": [f"name=my_model,uri={https_server['url']}/models/my_model.zip",
+                             {"name": "renamed", "uri": f"{https_server['url']}/models/other.zip"}]},
+        "fetcher": {"caBundle": {"configMapName": "test-ca", "key": "ca.pem"}},
+    }
+    rendered = render(values)
+    result, dest = run_rendered_fetcher(
+        rendered, tmp_path,
+        secrets={"lease-pull": {"lease-pull": https_server["token"]}},
+        config_maps={"test-ca": {"ca.pem": https_server["ca"]}},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in dest.iterdir()) == ["my_model", "renamed"]
+    assert (dest / "my_model" / "1" / "model.py").exists()
+    assert 'name: "renamed"' in (dest / "renamed" / "config.pbtxt").read_text()
+    assert https_server["token"] in https_server["seen"]
+    assert https_server["token"] not in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not fetcher_available(), reason="the model fetcher is not installed yet")
+def test_rendered_command_fails_cleanly_when_the_optional_secret_is_absent(render, tmp_path, https_server):
+    values = {
+        "server": {"modelRepositories": {"https": [{"secretName": "lease-pull", "targetUri": "127.0.0.1"}]}},
+        "lease": {"models": [f"name=my_model,uri={https_server['url']}/models/my_model.zip"]},
+        "fetcher": {"caBundle": {"configMapName": "test-ca", "key": "ca.pem"}},
+    }
+    result, dest = run_rendered_fetcher(render(values), tmp_path, config_maps={"test-ca": {"ca.pem": https_server["ca"]}})
+    assert result.returncode != 0
+    assert "my_model" in (tmp_path / "termination-log").read_text() + result.stderr
+    assert not (dest / "my_model").exists()
+
+
+@pytest.mark.skipif(not fetcher_available("fetcher.sources.volume"), reason="the fetcher's volume source is not written yet")
+def test_rendered_command_fetches_the_lease_from_a_volume(render, tmp_path):
+    rendered = render(merge_values(load_example("ref-volumes.yaml"), {"server": {"modelRepositories": {"https": []}}}))
+    claim = tmp_path / "claim"
+    (claim / "my_model" / "1").mkdir(parents=True)
+    (claim / "my_model" / "config.pbtxt").write_text('name: "my_model"\nbackend: "python"\n')
+    (claim / "my_model" / "1" / "model.py").write_text("# model\n")
+    result, dest = run_rendered_fetcher(rendered, tmp_path, claims={"example-volume-claim": claim})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [p.name for p in dest.iterdir()] == ["my_model"]
+    assert (dest / "my_model" / "1" / "model.py").exists()
