@@ -160,7 +160,8 @@ def test_a_sibling_prefix_is_never_picked(moto: S3Endpoint, tmp_path: Path) -> N
         **prefixed("my_model2", model_files("my_model2", addend=2.0)),
         "my_model.txt": b"not part of the model",
     })
-    run = run_fetch(s3_values(moto_repo(moto, "siblings", tmp_path)), ["name=my_model,uri=model://repo0/my_model"], tmp_path)
+    run = run_fetch(s3_values(moto_repo(moto, "siblings", tmp_path)), ["name=my_model,uri=model://repo0/my_model"],
+                    tmp_path)
     assert tree(run.dest / "my_model") == model_files("my_model")
 
 
@@ -236,6 +237,14 @@ def test_ranged_parts_cover_the_object_exactly_once(private_s3: S3Endpoint, priv
     assert len(parts) == 11 and parts[0][0] == 0 and parts[-1][1] == len(body)
     assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
     assert not (tmp_path / "work" / "partial").exists() or not any((tmp_path / "work" / "partial").iterdir())
+
+
+def test_the_model_deadline_stops_the_download(public_s3: S3Endpoint, public_root: Path, tmp_path: Path) -> None:
+    write_bucket_files(public_root, "deadline", prefixed("my_model", model_files("my_model")))
+    run = run_fetch(s3_values(repo(public_s3, "deadline")), ["name=my_model,uri=model://repo0/my_model"], tmp_path,
+                    model_timeout=1e-9)
+    assert "the download passed its deadline" in (run.result("my_model").error or "")
+    assert not (run.dest / "my_model").exists()
 
 
 # --- credentials -----------------------------------------------------------------------------
@@ -384,7 +393,8 @@ def test_a_prefix_that_holds_models_rather_than_a_model_says_so(moto: S3Endpoint
 
 def test_the_size_limit_is_checked_before_downloading(moto: S3Endpoint, tmp_path: Path) -> None:
     put_objects(moto.client(), "limited", prefixed("my_model", model_files("my_model")))
-    run = run_fetch(s3_values(moto_repo(moto, "limited", tmp_path)), ["name=my_model,uri=model://repo0/my_model"], tmp_path,
+    run = run_fetch(s3_values(moto_repo(moto, "limited", tmp_path)), ["name=my_model,uri=model://repo0/my_model"],
+                    tmp_path,
                     max_model_bytes=100)
     assert "more than the limit of 100" in (run.result("my_model").error or "")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +57,12 @@ class _FileState:
 
 
 class ParallelDownload:
-    def __init__(self, read_range: ReadRange, settings: TransferSettings, *, where: str) -> None:
+    def __init__(self, read_range: ReadRange, settings: TransferSettings, *, where: str,
+                 deadline: float | None = None) -> None:
         self.read_range = read_range
         self.settings = settings
         self.where = where
+        self.deadline = deadline  # time.monotonic() after which the download gives up
         self._cancel = threading.Event()
         self._lock = threading.Lock()
 
@@ -113,12 +116,14 @@ class ParallelDownload:
         while offset < end:
             if self._cancel.is_set():
                 raise _Cancelled()
+            self._check_deadline()
             try:
                 fd = os.open(state.temp, os.O_WRONLY)
                 try:
                     for chunk in self.read_range(state.file, offset, end):
                         if self._cancel.is_set():
                             raise _Cancelled()
+                        self._check_deadline()
                         if offset + len(chunk) > end:
                             raise DownloadError(
                                 f"{self.where}: the server sent more bytes than listed for {state.file.key!r}",
@@ -143,6 +148,13 @@ class ParallelDownload:
                 ) from None
         return end - start
 
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DownloadError(
+                f"{self.where}: the download passed its deadline",
+                hint="raise --model-timeout for very large models or slow links",
+            )
+
     def _finish(self, state: _FileState, model_dir: Path) -> None:
         final = model_dir / state.file.relative
         try:
@@ -152,7 +164,9 @@ class ParallelDownload:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(state.temp, final)
         except OSError as exc:
-            raise DownloadError(f"{self.where}: cannot move {state.file.relative!r} into place: {exc.strerror}") from None
+            raise DownloadError(
+                f"{self.where}: cannot move {state.file.relative!r} into place: {exc.strerror}"
+            ) from None
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

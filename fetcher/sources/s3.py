@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -83,7 +84,8 @@ class Credentials:
     def describe(self) -> str:
         """Which credentials are used, fit for explain and error messages (names only, never values)."""
         if self.kind == "keys":
-            return f"access key ID from secret {self.access_secret!r}, secret access key from secret {self.secret_secret!r}"
+            return (f"access key ID from secret {self.access_secret!r}, "
+                    f"secret access key from secret {self.secret_secret!r}")
         if self.kind == "chain":
             text = f"the default AWS credential chain: {_CHAIN_METHODS.get(self.method or '', self.method)}"
             role = self.role or os.environ.get("AWS_ROLE_ARN")
@@ -157,6 +159,7 @@ class S3Source:
     def fetch(self, plan: ModelPlan, workdir: Path) -> FetchedModel:
         bucket = plan.repository_config
         assert isinstance(bucket, S3Repository) and plan.spec.uri.path is not None
+        deadline = time.monotonic() + self.options.model_timeout
         credentials = choose_credentials(bucket, None, model=plan.spec.name)
         target = S3Target(bucket, model_prefix(plan.spec.uri.path), credentials)
         client = self._client(target)
@@ -180,7 +183,8 @@ class S3Source:
         model_dir = workdir / "model"
         for folder in objects.folders:
             (model_dir / folder).mkdir(parents=True, exist_ok=True)
-        download = ParallelDownload(self._reader(client, target), self.settings, where=target.where)
+        download = ParallelDownload(self._reader(client, target), self.settings, where=target.where,
+                                    deadline=deadline)
         transferred = download.run(objects.files, model_dir, workdir / "partial")
         return FetchedModel(model_dir=model_dir, bytes_transferred=transferred)
 

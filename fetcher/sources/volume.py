@@ -74,7 +74,8 @@ class VolumeSource:
                 return FetchedModel(model_dir=model.link_target, bytes_transferred=0, link=True)
             # A link cannot carry a rewritten config.pbtxt, and Triton refuses the mismatch.
             get_logger().info(
-                "model=%s event=copy-instead-of-link reason=config.pbtxt names the model %r", plan.spec.name, config_name
+                "model=%s event=copy-instead-of-link reason=config.pbtxt names the model %r",
+                plan.spec.name, config_name,
             )
         if model.total_bytes > self.options.max_model_bytes:
             raise DownloadError(
@@ -146,14 +147,17 @@ def _scan(folder: Path, mount_real: Path, relative: Path, where: str, active: tu
     try:
         children = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        raise ModelLayoutError(f"{where}: cannot read {str(relative) or 'the model folder'!r}: {exc.strerror}") from None
+        what = str(relative) if relative.parts else "the model folder"
+        raise ModelLayoutError(f"{where}: cannot read {what!r}: {exc.strerror}") from None
     for child in children:
         child_relative = relative / child.name
         source = Path(child.path)
         if child.is_symlink():
             source = Path(os.path.realpath(child.path))
             if not _is_inside(source, mount_real):
-                raise ResolutionError(f"{where}: {str(child_relative)!r} is a link that leads outside the volume; refused")
+                raise ResolutionError(
+                    f"{where}: {str(child_relative)!r} is a link that leads outside the volume; refused"
+                )
         try:
             mode = os.stat(source).st_mode
         except OSError:
