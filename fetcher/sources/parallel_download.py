@@ -1,0 +1,183 @@
+"""Downloading many remote files at once, large ones in parallel ranged parts.
+
+A large file is sized up front and each part is written in place at its offset, so nothing is
+reassembled afterwards. Every file is written under a temporary name and renamed into the model
+folder only once it is complete. The transport is a callable, so this module knows nothing of S3.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from fetcher.errors import DownloadError
+from fetcher.sources.s3_keys import RemoteFile
+
+MiB = 1024 * 1024
+
+# (file, start, end) -> the bytes [start, end) of the file, in chunks
+ReadRange = Callable[[RemoteFile, int, int], Iterator[bytes]]
+
+
+class RetryableTransferError(Exception):
+    """A stream broke off; the part is resumed from the last byte written."""
+
+
+class _Cancelled(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    concurrency: int = 8
+    part_size: int = 16 * MiB
+    multipart_threshold: int = 32 * MiB  # larger files are fetched in parts
+    max_parts: int = 10_000
+    attempts: int = 4  # per part, for broken streams (the client retries failed requests itself)
+
+
+def split_parts(size: int, settings: TransferSettings) -> list[tuple[int, int]]:
+    """The [start, end) byte ranges of a file of ``size`` bytes."""
+    if size <= settings.multipart_threshold:
+        return [(0, size)]
+    part = max(settings.part_size, -(-size // settings.max_parts))
+    return [(start, min(start + part, size)) for start in range(0, size, part)]
+
+
+@dataclass
+class _FileState:
+    file: RemoteFile
+    temp: Path
+    parts_left: int
+
+
+class ParallelDownload:
+    def __init__(self, read_range: ReadRange, settings: TransferSettings, *, where: str,
+                 deadline: float | None = None) -> None:
+        self.read_range = read_range
+        self.settings = settings
+        self.where = where
+        self.deadline = deadline  # time.monotonic() after which the download gives up
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self, files: tuple[RemoteFile, ...], model_dir: Path, temp_dir: Path) -> int:
+        """Download ``files`` into ``model_dir`` through ``temp_dir``; return the bytes written."""
+        model_dir.mkdir(parents=True, exist_ok=True)
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        jobs: list[tuple[_FileState, int, int]] = []
+        for index, remote in enumerate(files):
+            state = _FileState(remote, temp_dir / f"{index}.partial", 0)
+            parts = split_parts(remote.size, self.settings)
+            state.parts_left = len(parts)
+            self._create(state)
+            jobs.extend((state, start, end) for start, end in parts)
+        # Large files first: their parts keep every worker busy until the end.
+        jobs.sort(key=lambda job: -job[0].file.size)
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="transfer") as pool:
+            futures = [pool.submit(self._part, state, start, end, model_dir) for state, start, end in jobs]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception()), None)
+            if failed is not None:
+                self._cancel.set()
+                for future in futures:
+                    future.cancel()
+                wait(futures)
+                raise _first_error(futures)
+        return sum(f.result() for f in futures)
+
+    def _create(self, state: _FileState) -> None:
+        try:
+            fd = os.open(state.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.ftruncate(fd, state.file.size)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise DownloadError(f"cannot create a file for {state.file.key!r}: {exc.strerror}") from None
+
+    def _part(self, state: _FileState, start: int, end: int, model_dir: Path) -> int:
+        written = self._write_range(state, start, end)
+        with self._lock:
+            state.parts_left -= 1
+            last = state.parts_left == 0
+        if last:
+            self._finish(state, model_dir)
+        return written
+
+    def _write_range(self, state: _FileState, start: int, end: int) -> int:
+        offset = start
+        failures = 0
+        while offset < end:
+            if self._cancel.is_set():
+                raise _Cancelled()
+            self._check_deadline()
+            try:
+                fd = os.open(state.temp, os.O_WRONLY)
+                try:
+                    for chunk in self.read_range(state.file, offset, end):
+                        if self._cancel.is_set():
+                            raise _Cancelled()
+                        self._check_deadline()
+                        if offset + len(chunk) > end:
+                            raise DownloadError(
+                                f"{self.where}: the server sent more bytes than listed for {state.file.key!r}",
+                                hint="the object may have changed during the download; try again",
+                            )
+                        _pwrite_all(fd, chunk, offset)
+                        offset += len(chunk)
+                finally:
+                    os.close(fd)
+                if offset < end:
+                    raise RetryableTransferError(f"the stream ended at byte {offset} of {end}")
+            except RetryableTransferError as exc:
+                failures += 1
+                if failures >= self.settings.attempts:
+                    raise DownloadError(
+                        f"{self.where}: the transfer of {state.file.key!r} kept breaking off ({exc})"
+                    ) from None
+            except OSError as exc:
+                raise DownloadError(
+                    f"{self.where}: cannot write {state.file.relative!r}: {exc.strerror}",
+                    hint="is the model repository's volume (emptyDir) large enough?" if exc.errno == 28 else None,
+                ) from None
+        return end - start
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DownloadError(
+                f"{self.where}: the download passed its deadline",
+                hint="raise --model-timeout for very large models or slow links",
+            )
+
+    def _finish(self, state: _FileState, model_dir: Path) -> None:
+        final = model_dir / state.file.relative
+        try:
+            size = os.stat(state.temp).st_size
+            if size != state.file.size:
+                raise DownloadError(f"{self.where}: {state.file.key!r} has {size} bytes, {state.file.size} were listed")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(state.temp, final)
+        except OSError as exc:
+            raise DownloadError(
+                f"{self.where}: cannot move {state.file.relative!r} into place: {exc.strerror}"
+            ) from None
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        count = os.pwrite(fd, view, offset)
+        view = view[count:]
+        offset += count
+
+
+def _first_error(futures: list[Future[int]]) -> BaseException:
+    errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+    real = [e for e in errors if not isinstance(e, _Cancelled)]
+    return (real or errors)[0]  # type: ignore[return-value]

@@ -1,0 +1,346 @@
+"""S3 models: every object under ``<path>/`` in a bucket, fetched with boto3.
+
+Credentials, in order: the repository's ``accessKey``/``secretKey`` secrets; else the standard AWS
+chain (environment, the web identity token that IRSA gives the service account, instance profile);
+else unsigned requests, which public buckets answer. This is the only module that imports boto3,
+and it is imported only for leases with S3 models.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+import botocore.exceptions as botocore_errors
+from botocore import UNSIGNED
+from botocore.config import Config
+
+from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError
+from fetcher.lease.model_spec import ModelSpec
+from fetcher.lease.values import LeaseValues, S3Repository
+from fetcher.logs import get_logger
+from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
+from fetcher.sources.parallel_download import ParallelDownload, RetryableTransferError, TransferSettings
+from fetcher.sources.s3_keys import RemoteFile, check_is_model, model_prefix, select_objects
+
+CHUNK = 1024 * 1024
+DEFAULT_SIGNING_REGION = "us-east-1"  # what S3-compatible servers expect when none is given
+MAX_NAMES_SHOWN = 10
+REQUEST_ATTEMPTS = 5  # per request, with the standard mode's backoff; broken streams are resumed apart
+
+_CHAIN_METHODS = {
+    "env": "environment variables AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+    "assume-role-with-web-identity": "web identity token (IAM role for the service account)",
+    "shared-credentials-file": "shared credentials file",
+    "config-file": "AWS config file",
+    "iam-role": "instance profile (EC2 metadata)",
+    "container-role": "container credentials endpoint",
+    "assume-role": "assumed role from the AWS config file",
+    "sso": "AWS SSO",
+    "custom-process": "credential process",
+}
+
+# boto3 sessions are not thread-safe; clients made from one are, so only their creation is locked.
+_session_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+@lru_cache(maxsize=1)
+def _chain_method() -> str | None:
+    """How the default AWS chain finds credentials here, or None when it finds none."""
+    with _session_lock:
+        credentials = _session().get_credentials()
+    return None if credentials is None else str(getattr(credentials, "method", "unknown"))
+
+
+def forget_cached_credentials() -> None:
+    """Drop the cached session and chain result (for callers that change the AWS environment)."""
+    _session.cache_clear()
+    _chain_method.cache_clear()
+
+
+@dataclass(frozen=True)
+class Credentials:
+    kind: str  # "keys", "chain" or "unsigned"
+    access_secret: str | None = None
+    secret_secret: str | None = None
+    method: str | None = None  # the chain's method
+    role: str | None = None
+
+    @property
+    def secret_label(self) -> str | None:
+        return f"{self.access_secret}/{self.secret_secret}" if self.kind == "keys" else None
+
+    def describe(self) -> str:
+        """Which credentials are used, fit for explain and error messages (names only, never values)."""
+        if self.kind == "keys":
+            return (f"access key ID from secret {self.access_secret!r}, "
+                    f"secret access key from secret {self.secret_secret!r}")
+        if self.kind == "chain":
+            text = f"the default AWS credential chain: {_CHAIN_METHODS.get(self.method or '', self.method)}"
+            role = self.role or os.environ.get("AWS_ROLE_ARN")
+            if role and self.method == "assume-role-with-web-identity":
+                text += f" for role {role}"
+            return text
+        text = "unsigned requests (no key secrets, and the default AWS credential chain finds no credentials)"
+        if self.role:
+            text += f"; server.security.aws.role {self.role} applies only through the service account's token"
+        return text
+
+
+def choose_credentials(bucket: S3Repository, role: str | None, *, model: str) -> Credentials:
+    if bucket.access_key and bucket.secret_key:
+        return Credentials(kind="keys", access_secret=bucket.access_key, secret_secret=bucket.secret_key)
+    if bucket.access_key or bucket.secret_key:
+        given, missing = ("accessKey", "secretKey") if bucket.access_key else ("secretKey", "accessKey")
+        raise ResolutionError(
+            f"model {model!r}: s3 repository {bucket.repository_name!r} sets {given} but not {missing}",
+            hint="give both key secrets, or neither to use the AWS credential chain or unsigned requests",
+        )
+    method = _chain_method()
+    if method is None:
+        return Credentials(kind="unsigned", role=role)
+    return Credentials(kind="chain", method=method, role=role)
+
+
+def endpoint_label(bucket: S3Repository) -> str:
+    if bucket.endpoint:
+        return f"endpoint {bucket.endpoint}"
+    return f"region {bucket.aws_region}"
+
+
+def plan_s3(spec: ModelSpec, bucket: S3Repository, lease: LeaseValues, options: FetchOptions) -> ModelPlan:
+    assert spec.uri.path is not None
+    credentials = choose_credentials(bucket, lease.aws_role, model=spec.name)
+    prefix = model_prefix(spec.uri.path)
+    return ModelPlan(
+        spec=spec,
+        source="s3",
+        repository=bucket.repository_name,
+        location=f"s3://{bucket.bucket_name}/{prefix} ({endpoint_label(bucket)})",
+        secret=credentials.secret_label,
+        reason=credentials.describe(),
+        repository_config=bucket,
+    )
+
+
+@dataclass(frozen=True)
+class S3Target:
+    bucket: S3Repository
+    prefix: str
+    credentials: Credentials
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket.bucket_name}/{self.prefix}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.url} ({endpoint_label(self.bucket)})"
+
+
+class S3Source:
+    def __init__(self, options: FetchOptions, settings: TransferSettings | None = None,
+                 request_attempts: int = REQUEST_ATTEMPTS) -> None:
+        self.options = options
+        self.settings = settings or TransferSettings(concurrency=options.transfer_concurrency)
+        self.request_attempts = request_attempts
+
+    def fetch(self, plan: ModelPlan, workdir: Path) -> FetchedModel:
+        bucket = plan.repository_config
+        assert isinstance(bucket, S3Repository) and plan.spec.uri.path is not None
+        deadline = time.monotonic() + self.options.model_timeout
+        credentials = choose_credentials(bucket, None, model=plan.spec.name)
+        target = S3Target(bucket, model_prefix(plan.spec.uri.path), credentials)
+        client = self._client(target)
+        objects = select_objects(self._list(client, target), target.prefix, where=target.where)
+        if not objects.files:
+            raise ModelLayoutError(
+                f"model {plan.spec.name!r}: {target.where} holds no objects",
+                hint=self._neighbours_hint(client, target),
+            )
+        check_is_model(objects, where=f"model {plan.spec.name!r}: {target.where}")
+        if objects.total_bytes > self.options.max_model_bytes:
+            raise DownloadError(
+                f"model {plan.spec.name!r}: {target.where} holds {objects.total_bytes} bytes, more than the limit of "
+                f"{self.options.max_model_bytes}",
+                hint="raise --max-model-size if the model really is that large",
+            )
+        get_logger().info(
+            "model=%s event=s3-listed objects=%d bytes=%d credentials=%s",
+            plan.spec.name, len(objects.files), objects.total_bytes, target.credentials.kind,
+        )
+        model_dir = workdir / "model"
+        for folder in objects.folders:
+            (model_dir / folder).mkdir(parents=True, exist_ok=True)
+        download = ParallelDownload(self._reader(client, target), self.settings, where=target.where,
+                                    deadline=deadline)
+        transferred = download.run(objects.files, model_dir, workdir / "partial")
+        return FetchedModel(model_dir=model_dir, bytes_transferred=transferred)
+
+    def _client(self, target: S3Target) -> Any:
+        bucket = target.bucket
+        config = Config(
+            max_pool_connections=max(10, self.settings.concurrency + 2),
+            retries={"max_attempts": self.request_attempts, "mode": "standard"},
+            connect_timeout=self.options.connect_timeout,
+            read_timeout=self.options.read_timeout,
+            s3={"addressing_style": "path" if bucket.endpoint else "auto"},
+            signature_version=UNSIGNED if target.credentials.kind == "unsigned" else None,
+        )
+        keys: dict[str, str] = {}
+        if target.credentials.kind == "keys":
+            assert target.credentials.access_secret and target.credentials.secret_secret
+            keys = {
+                "aws_access_key_id": self.options.secrets.read(target.credentials.access_secret).reveal(),
+                "aws_secret_access_key": self.options.secrets.read(target.credentials.secret_secret).reveal(),
+            }
+        region = bucket.aws_region or (DEFAULT_SIGNING_REGION if bucket.endpoint else None)
+        try:
+            with _session_lock:
+                return _session().client(
+                    "s3",
+                    endpoint_url=bucket.endpoint,
+                    region_name=region,
+                    # An explicit CA must win over AWS_CA_BUNDLE; None lets boto3 read that variable.
+                    verify=self.options.ca_bundle or None,
+                    config=config,
+                    **keys,
+                )
+        except ValueError as exc:
+            raise ResolutionError(f"s3 repository {bucket.repository_name!r}: {exc}") from None
+
+    def _list(self, client: Any, target: S3Target) -> Iterator[tuple[str, int]]:
+        paginator = client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=target.bucket.bucket_name, Prefix=target.prefix):
+                for item in page.get("Contents") or []:
+                    yield item["Key"], int(item.get("Size", 0))
+        except botocore_errors.BotoCoreError as exc:
+            raise map_error(exc, target, action="listing") from None
+        except botocore_errors.ClientError as exc:
+            raise map_error(exc, target, action="listing") from None
+
+    def _neighbours_hint(self, client: Any, target: S3Target) -> str:
+        """Folder names next to the missing model, to spot a typo or a missing parent folder."""
+        parent = target.prefix.rstrip("/").rpartition("/")[0]
+        parent_prefix = parent + "/" if parent else ""
+        try:
+            reply = client.list_objects_v2(
+                Bucket=target.bucket.bucket_name, Prefix=parent_prefix, Delimiter="/", MaxKeys=100
+            )
+        except (botocore_errors.BotoCoreError, botocore_errors.ClientError):
+            return "check the model path in the uri"
+        names = sorted(p["Prefix"][len(parent_prefix):] for p in reply.get("CommonPrefixes") or [])
+        where = f"s3://{target.bucket.bucket_name}/{parent_prefix}"
+        if not names:
+            return f"{where} holds no folders either; models sit at the bucket's top level or under one parent folder"
+        shown = ", ".join(names[:MAX_NAMES_SHOWN]) + (" ..." if len(names) > MAX_NAMES_SHOWN else "")
+        return f"folders in {where}: {shown}"
+
+    def _reader(self, client: Any, target: S3Target):
+        bucket_name = target.bucket.bucket_name
+
+        def read_range(remote: RemoteFile, start: int, end: int) -> Iterator[bytes]:
+            request: dict[str, Any] = {"Bucket": bucket_name, "Key": remote.key}
+            if start > 0 or end < remote.size:
+                request["Range"] = f"bytes={start}-{end - 1}"
+            try:
+                body = client.get_object(**request)["Body"]
+            except (botocore_errors.BotoCoreError, botocore_errors.ClientError) as exc:
+                raise map_error(exc, target, action=f"downloading {remote.key!r}") from None
+            try:
+                yield from body.iter_chunks(CHUNK)
+            except (
+                botocore_errors.ResponseStreamingError,
+                botocore_errors.IncompleteReadError,
+                botocore_errors.ReadTimeoutError,
+                botocore_errors.ConnectionClosedError,
+            ) as exc:
+                raise RetryableTransferError(type(exc).__name__) from None
+            finally:
+                body.close()
+
+        return read_range
+
+
+DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled",
+                "InvalidToken", "ExpiredToken", "UnsupportedAlgorithm", "AuthorizationHeaderMalformed",
+                "InvalidSecurity", "MissingSecurityHeader", "AccountProblem"}
+
+
+def map_error(exc: Exception, target: S3Target, *, action: str) -> DownloadError:
+    """A clear DownloadError for a botocore failure: never the server's message, which may echo keys."""
+    where = target.where
+    credentials = target.credentials
+    if isinstance(exc, botocore_errors.ClientError):
+        error = exc.response.get("Error") or {}
+        code = str(error.get("Code") or "")
+        status = int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+        if code in ("NoSuchBucket",) or (status == 404 and code in ("", "404") and action == "listing"):
+            return DownloadError(
+                f"{where}: bucket {target.bucket.bucket_name!r} does not exist",
+                hint="check bucketName and the endpoint/awsRegion of the s3 repository",
+            )
+        if code == "AuthorizationHeaderMalformed" and target.bucket.aws_region:
+            return DownloadError(
+                f"{where}: {action} refused (AuthorizationHeaderMalformed): the bucket is in another region",
+                hint="set awsRegion to the bucket's region",
+            )
+        if code in DENIED_CODES or status in (401, 403) or (credentials.kind == "unsigned" and status == 400):
+            return DownloadError(
+                f"{where}: {action} refused: {_status_text(code, status)}, "
+                f"using {credentials.describe()}",
+                hint=_denied_hint(code, credentials),
+            )
+        if code in ("PermanentRedirect", "301") or status == 301:
+            return DownloadError(
+                f"{where}: the bucket is in another region than the one configured",
+                hint="set awsRegion to the bucket's region, or endpoint to its regional endpoint",
+            )
+        if code in ("NoSuchKey", "404") or status == 404:
+            return DownloadError(f"{where}: {action}: the object disappeared during the download (HTTP 404)")
+        return DownloadError(f"{where}: {action} failed: {_status_text(code, status)}")
+    if isinstance(exc, botocore_errors.SSLError):
+        return DownloadError(
+            f"{where}: TLS verification failed",
+            hint="give the server's CA with --ca-bundle, or fix the server's certificate",
+        )
+    if isinstance(exc, (botocore_errors.EndpointConnectionError, botocore_errors.ConnectTimeoutError,
+                        botocore_errors.ProxyConnectionError)):
+        return DownloadError(
+            f"{where}: cannot reach the S3 endpoint ({type(exc).__name__})",
+            hint="check the endpoint URL (or awsRegion) and that the endpoint is reachable from the pod",
+        )
+    if isinstance(exc, botocore_errors.ReadTimeoutError):
+        return DownloadError(f"{where}: {action}: the S3 endpoint stopped answering (read timeout)")
+    if isinstance(exc, botocore_errors.NoCredentialsError):
+        return DownloadError(f"{where}: {action}: no AWS credentials found")
+    return DownloadError(f"{where}: {action} failed: {type(exc).__name__}")
+
+
+def _status_text(code: str, status: int) -> str:
+    return f"{code} (HTTP {status})" if code and not code.isdigit() else f"HTTP {status}"
+
+
+def _denied_hint(code: str, credentials: Credentials) -> str:
+    if credentials.kind == "keys":
+        if code == "InvalidAccessKeyId":
+            return f"the access key ID in secret {credentials.access_secret!r} is not known to the server"
+        if code == "SignatureDoesNotMatch":
+            return f"the secret access key in secret {credentials.secret_secret!r} does not match its access key ID"
+        return (f"check secrets {credentials.access_secret!r} and {credentials.secret_secret!r}, and that their key "
+                "may list and read the bucket (s3:ListBucket, s3:GetObject)")
+    if credentials.kind == "unsigned":
+        return "the bucket is not public: set accessKey/secretKey secrets, or server.security.aws.role on EKS"
+    return "the credentials the AWS chain found may not list and read the bucket (s3:ListBucket, s3:GetObject)"

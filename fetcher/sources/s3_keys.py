@@ -1,0 +1,104 @@
+"""Turning the object keys under a model's S3 prefix into files of a model folder, safely.
+
+Kept apart from the S3 client so it stays pure and cheap to test: a key becomes a relative path
+only if it cannot leave the model folder, and the set of paths must form a plain tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from fetcher.archive.zip_extract import is_junk, safe_member_path
+from fetcher.errors import ArchiveError, ModelLayoutError
+
+MAX_NAMES_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    key: str
+    relative: str  # '/'-separated path below the model folder
+    size: int
+
+
+@dataclass(frozen=True)
+class ModelObjects:
+    files: tuple[RemoteFile, ...]
+    folders: tuple[str, ...]  # from folder-marker keys, so empty version folders still exist
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def model_prefix(path: str) -> str:
+    """The key prefix of a model folder: the trailing '/' keeps ``my_model2/`` out of ``my_model``."""
+    return path.strip("/") + "/"
+
+
+def select_objects(listing: Iterable[tuple[str, int]], prefix: str, *, where: str) -> ModelObjects:
+    """The files and folders of the model from (key, size) pairs listed under ``prefix``."""
+    files: list[RemoteFile] = []
+    folders: set[str] = set()
+    seen: dict[str, str] = {}
+    for key, size in listing:
+        if not key.startswith(prefix):
+            continue  # a server that ignores the prefix must not smuggle other keys in
+        rest = key[len(prefix):]
+        if not rest or is_junk(rest):
+            continue
+        segments = _segments(rest, key, where)
+        relative = "/".join(segments)
+        if relative in seen and seen[relative] != key:
+            raise ModelLayoutError(f"{where}: keys {seen[relative]!r} and {key!r} name the same file")
+        seen[relative] = key
+        if key.endswith("/"):
+            folders.add(relative)
+        else:
+            files.append(RemoteFile(key=key, relative=relative, size=int(size)))
+    _check_tree(files, where)
+    return ModelObjects(files=tuple(sorted(files, key=lambda f: f.relative)), folders=tuple(sorted(folders)))
+
+
+def _segments(rest: str, key: str, where: str) -> tuple[str, ...]:
+    try:
+        return safe_member_path(rest)
+    except ArchiveError as exc:
+        raise ModelLayoutError(
+            f"{where}: refusing object key {key!r}: it would be written outside the model folder or is not a plain "
+            f"path ({exc.message})"
+        ) from None
+
+
+def _check_tree(files: list[RemoteFile], where: str) -> None:
+    paths = {f.relative for f in files}
+    for f in files:
+        parts = f.relative.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in paths:
+                raise ModelLayoutError(f"{where}: {parent!r} is both a file and the folder of {f.relative!r}")
+
+
+def check_is_model(objects: ModelObjects, *, where: str) -> None:
+    """Refuse, before downloading anything, a prefix that is not one Triton model folder."""
+    names = {f.relative for f in objects.files}
+    if "config.pbtxt" in names:
+        return
+    under_folders = [p for p in names if "/" in p] + list(objects.folders)
+    if any(p.split("/")[0].isdigit() for p in under_folders):
+        return
+    inner = sorted({p.split("/")[0] for p in names if p.split("/")[1:] == ["config.pbtxt"] or _has_version(p)})
+    tops = sorted({p.split("/")[0] for p in names | set(objects.folders)})
+    hint = None
+    if inner:
+        hint = "it holds model folder(s) " + ", ".join(inner[:MAX_NAMES_SHOWN]) + "; name one of them in the uri"
+    elif tops:
+        hint = "it holds " + ", ".join(tops[:MAX_NAMES_SHOWN])
+    raise ModelLayoutError(f"{where} holds no Triton model (no config.pbtxt and no numeric version folder)", hint=hint)
+
+
+def _has_version(relative: str) -> bool:
+    parts = relative.split("/")
+    return len(parts) >= 3 and parts[1].isdigit()
