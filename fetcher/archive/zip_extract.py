@@ -17,6 +17,7 @@ from pathlib import Path
 from fetcher.errors import ArchiveError
 
 CHUNK = 1024 * 1024
+SUPPORTED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 MAX_NAME_BYTES = 4096
 MAX_SEGMENT_BYTES = 255
 # Deflate cannot pass about 1032:1; members near that are zero-filled bombs, not models.
@@ -69,6 +70,8 @@ def extract_zip(archive: Path, target: Path, *, max_bytes: int, workers: int = 1
         zf = zipfile.ZipFile(archive)
     except zipfile.BadZipFile as exc:
         raise ArchiveError(f"not a valid zip archive: {exc}") from None
+    except (NotImplementedError, UnicodeDecodeError, ValueError, EOFError) as exc:
+        raise ArchiveError(f"not a readable zip archive: {_reason(exc)}") from None
     except OSError as exc:
         raise ArchiveError(f"cannot open the archive: {exc.strerror}") from None
     with zf:
@@ -119,6 +122,8 @@ def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.
         seen[segments] = is_dir
         if info.flag_bits & 0x1:
             raise ArchiveError(f"entry {info.filename!r} is encrypted")
+        if info.compress_type not in SUPPORTED_COMPRESSION:
+            raise ArchiveError(f"entry {info.filename!r} uses an unsupported compression method ({info.compress_type})")
         declared += info.file_size
         if declared > max_bytes:
             raise ArchiveError(
@@ -153,19 +158,30 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Pat
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     written = 0
     try:
-        with zf.open(info) as source:
-            fd = os.open(destination, flags, 0o644)
-            with os.fdopen(fd, "wb") as out:
-                while chunk := source.read(CHUNK):
-                    written += len(chunk)
-                    if written > info.file_size:
-                        raise ArchiveError(f"entry {info.filename!r} unpacks to more than it declares")
-                    out.write(chunk)
-    except zipfile.BadZipFile as exc:
-        raise ArchiveError(f"entry {info.filename!r} is corrupt: {exc}") from None
-    except (zlib.error, EOFError) as exc:
-        raise ArchiveError(f"entry {info.filename!r} is corrupt or truncated: {exc}") from None
+        fd = os.open(destination, flags, 0o644)
     except FileExistsError:
         raise ArchiveError(f"entry {info.filename!r} appears more than once") from None
+    with os.fdopen(fd, "wb") as out:
+        try:
+            source = zf.open(info)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
+            raise ArchiveError(f"entry {info.filename!r} is corrupt: {_reason(exc)}") from None
+        with source:
+            while True:
+                try:
+                    chunk = source.read(CHUNK)
+                except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
+                        RuntimeError) as exc:
+                    raise ArchiveError(f"entry {info.filename!r} is corrupt or truncated: {_reason(exc)}") from None
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > info.file_size:
+                    raise ArchiveError(f"entry {info.filename!r} unpacks to more than it declares")
+                out.write(chunk)  # a write error (a full disk) propagates as OSError, not as a corrupt archive
     return written
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
