@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import trustme
 from devkit.https_server import RunningServer, serve_files
 from devkit.models import model_files, zip_model
 from fetcher.cli.main import run
+from tests.support.aws_env import isolated_aws_environment
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +79,19 @@ def cli(capsys: pytest.CaptureFixture[str]):
 
     return invoke
 
+
+
+@pytest.fixture()
+def no_ambient_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No AWS credentials from the machine: S3 tests see only the ones they set up."""
+    from fetcher.sources import s3 as s3_source
+
+    for name in list(os.environ):
+        if name.startswith("AWS_") and name != "AWS_CA_BUNDLE":
+            monkeypatch.delenv(name)
+    for name, value in isolated_aws_environment(tmp_path).items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    s3_source.forget_cached_credentials()
+    yield
+    s3_source.forget_cached_credentials()

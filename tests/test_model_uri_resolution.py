@@ -38,17 +38,7 @@ REFERENCE_VALUES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def no_ambient_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ROLE_ARN",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    s3_source.forget_cached_credentials()
-    yield
-    s3_source.forget_cached_credentials()
+pytestmark = pytest.mark.usefixtures("no_ambient_aws_credentials")
 
 
 def explain(values: dict, *models: str, tmp_path: Path) -> list[dict]:

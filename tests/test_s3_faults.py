@@ -21,17 +21,7 @@ MiB = 1024 * 1024
 WEIGHTS = os.urandom(3 * MiB + 777)
 
 
-@pytest.fixture(autouse=True)
-def no_ambient_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("AWS_") and name != "AWS_CA_BUNDLE":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    s3_source.forget_cached_credentials()
-    yield
-    s3_source.forget_cached_credentials()
+pytestmark = pytest.mark.usefixtures("no_ambient_aws_credentials")
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from fetcher.repository.model_config import configured_name
 from fetcher.sources import s3 as s3_source
 from fetcher.sources.parallel_download import TransferSettings, split_parts
 from fetcher.sources.s3 import S3Source
+from tests.support.aws_env import isolated_aws_environment
 from tests.support.lease_runs import lease, options_for, run_fetch, s3_values, tree, write_secret
 from tests.support.s3_server import (
     TEST_ACCESS_KEY,
@@ -35,33 +36,7 @@ from tests.support.s3_server import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
-AWS_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_DEFAULT_REGION",
-                 "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-
-
-def isolated_aws_environment(tmp: Path) -> dict[str, str]:
-    """The environment with no AWS credentials anywhere, and no instance-metadata probe."""
-    env = {k: v for k, v in os.environ.items() if k not in AWS_VARIABLES}
-    env.update({
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
-        "AWS_CONFIG_FILE": str(tmp / "no-aws-config"),
-    })
-    return env
-
-
-@pytest.fixture(autouse=True)
-def no_ambient_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in AWS_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in isolated_aws_environment(tmp_path).items():
-        if name.startswith("AWS_"):
-            monkeypatch.setenv(name, value)
-    s3_source.forget_cached_credentials()
-    yield
-    s3_source.forget_cached_credentials()
+pytestmark = pytest.mark.usefixtures("no_ambient_aws_credentials")
 
 
 @pytest.fixture(scope="module")
