@@ -10,7 +10,7 @@ import pytest
 
 from devkit.https_server import Fault, serve_files
 from fetcher.errors import DownloadError
-from fetcher.sources.http_transfer import HttpDownload, TransferSettings
+from fetcher.sources.http_transfer import HttpDownload, HttpSettings
 
 SIZE = 3 * 1024 * 1024 + 12345
 
@@ -24,11 +24,11 @@ def big_file(tmp_path: Path) -> Path:
     return path
 
 
-def settings(**changes) -> TransferSettings:
+def settings(**changes) -> HttpSettings:
     values = dict(ca_bundle=None, connect_timeout=5.0, read_timeout=5.0, max_bytes=1 << 30, concurrency=4,
                   deadline=time.monotonic() + 60, parallel_min_bytes=1 << 40, part_bytes=1 << 20)
     values.update(changes)
-    return TransferSettings(**values)
+    return HttpSettings(**values)
 
 
 def download(url: str, target: Path, **changes) -> int:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -24,6 +24,8 @@ from urllib3.util.retry import Retry
 from fetcher.credentials.secrets import SecretValue
 from fetcher.errors import DownloadError
 from fetcher.lease.uri import redact_url
+from fetcher.sources.parallel_download import ParallelDownload, RemoteFile, RetryableTransferError
+from fetcher.sources.parallel_download import TransferSettings as PartSettings
 
 CHUNK = 1024 * 1024
 MAX_REDIRECTS = 5
@@ -34,7 +36,7 @@ RESUME_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
-class TransferSettings:
+class HttpSettings:
     ca_bundle: str | None
     connect_timeout: float
     read_timeout: float
@@ -110,14 +112,12 @@ class HttpDownload:
             raise self._too_large()
         parallel = (resource.accepts_ranges and resource.size is not None
                     and resource.size >= self.settings.parallel_min_bytes and self.settings.concurrency > 1)
+        if parallel:
+            response.close()
+            assert resource.size is not None
+            return self._fetch_parts(resource, target)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            if parallel:
-                response.close()
-                assert resource.size is not None
-                os.ftruncate(fd, resource.size)
-                self._fetch_parts(fd, resource)
-                return resource.size
             return self._fetch_stream(fd, resource, response)
         finally:
             os.close(fd)
@@ -147,32 +147,27 @@ class HttpDownload:
 
     # -- parallel parts written in place -----------------------------------------------------
 
-    def _fetch_parts(self, fd: int, resource: Resource) -> None:
+    def _fetch_parts(self, resource: Resource, target: str) -> int:
         assert resource.size is not None
-        step = self.settings.part_bytes
-        parts = [(start, min(start + step, resource.size)) for start in range(0, resource.size, step)]
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="part") as pool:
-            for _ in pool.map(lambda part: self._fetch_part(fd, resource, *part), parts):
-                pass
+        path = Path(target)
+        remote = RemoteFile(key=path.name, relative=path.name, size=resource.size)
+        settings = PartSettings(concurrency=self.settings.concurrency, part_size=self.settings.part_bytes,
+                                multipart_threshold=self.settings.parallel_min_bytes - 1, attempts=RESUME_ATTEMPTS + 1)
+        parts = ParallelDownload(lambda _file, start, end: self._read_range(resource, start, end), settings,
+                                 where=redact_url(resource.url), deadline=self.settings.deadline)
+        return parts.run((remote,), path.parent, path.parent / f".{path.name}.parts")
 
-    def _fetch_part(self, fd: int, resource: Resource, start: int, end: int) -> None:
-        position = start
-        attempt = 0
-        while position < end:
-            response = self._open(resource.url, first_byte=position, validator=resource.validator, last_byte=end - 1)
+    def _read_range(self, resource: Resource, start: int, end: int) -> Iterator[bytes]:
+        response = self._open(resource.url, first_byte=start, validator=resource.validator, last_byte=end - 1)
+        with response:
             if response.status_code != 206:
-                response.close()
                 raise DownloadError(f"{redact_url(resource.url)}: the file changed during the download (no 206 for a range)")
             try:
-                position = self._copy_body(fd, response, position, end=end)
-            except _Interrupted as broken:
-                position = broken.written
-                attempt += 1
-                if attempt > RESUME_ATTEMPTS:
-                    raise DownloadError(
-                        f"{redact_url(resource.url)}: bytes {start}-{end - 1} broke off {attempt} times: {broken.cause}"
-                    ) from None
-                self._pause(attempt)
+                while chunk := response.raw.read1(CHUNK):
+                    yield chunk
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                    urllib3.exceptions.HTTPError) as exc:
+                raise RetryableTransferError(_cause(exc)) from None
 
     # -- shared pieces ----------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.uri import redact_url
 from fetcher.lease.values import HttpsRepository, LeaseValues
 from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
-from fetcher.sources.http_transfer import RETRY_STATUSES, HttpDownload, TransferSettings
+from fetcher.sources.http_transfer import RETRY_STATUSES, HttpDownload, HttpSettings
 
 
 def plan_https(spec: ModelSpec, lease: LeaseValues) -> ModelPlan:
@@ -51,7 +51,7 @@ class HttpsSource:
     def fetch(self, plan: ModelPlan, workdir: Path) -> FetchedModel:
         secret = self._secret(plan)
         archive = workdir / "model.zip"
-        settings = TransferSettings(
+        settings = HttpSettings(
             ca_bundle=self.options.ca_bundle,
             connect_timeout=self.options.connect_timeout,
             read_timeout=self.options.read_timeout,

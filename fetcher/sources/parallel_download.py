@@ -2,7 +2,8 @@
 
 A large file is sized up front and each part is written in place at its offset, so nothing is
 reassembled afterwards. Every file is written under a temporary name and renamed into the model
-folder only once it is complete. The transport is a callable, so this module knows nothing of S3.
+folder only once it is complete. The transport is a callable, so this module knows nothing of S3
+or HTTP.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from fetcher.errors import DownloadError
-from fetcher.sources.s3_keys import RemoteFile
 
 MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    key: str
+    relative: str  # '/'-separated path below the model folder
+    size: int
+
 
 # (file, start, end) -> the bytes [start, end) of the file, in chunks
 ReadRange = Callable[[RemoteFile, int, int], Iterator[bytes]]

@@ -11,15 +11,9 @@ from typing import Iterable
 
 from fetcher.archive.zip_extract import is_junk, safe_member_path
 from fetcher.errors import ArchiveError, ModelLayoutError
+from fetcher.sources.parallel_download import RemoteFile
 
 MAX_NAMES_SHOWN = 10
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    key: str
-    relative: str  # '/'-separated path below the model folder
-    size: int
 
 
 @dataclass(frozen=True)
