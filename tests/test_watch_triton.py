@@ -124,6 +124,9 @@ def test_broken_models_leave_the_serving_set_alone_and_are_reported(pod: WatchPo
     assert triton.infer("alpha", [1, 1, 1, 1]) == [2, 2, 2, 2]
     assert triton.infer("beta", [1, 1, 1, 1]) == [3, 3, 3, 3]
     assert not triton.model_ready("delta")
+    # The refused models leave Triton ready: the pod stays in the Service.
+    status, index = triton.post("/v2/repository/index")
+    assert triton.get("/v2/health/ready")[0] == 200, index
     assert sorted(p.name for p in pod.repository.iterdir()) == ["alpha", "beta"]
     assert (pod.repository / "alpha" / "1" / "model.py").read_text() == alpha_code
     assert "refuses to load" not in (pod.repository / "beta" / "1" / "model.py").read_text()

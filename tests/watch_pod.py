@@ -25,7 +25,7 @@ from devkit.ports import free_port
 from devkit.triton import RunningTriton, run_triton, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-TRITON_ARGS = ["--model-control-mode=explicit", "--load-model=*"]
+TRITON_ARGS = ["--model-control-mode=explicit", "--load-model=*", "--strict-readiness=false"]  # as the chart
 
 
 @dataclass

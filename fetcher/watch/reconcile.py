@@ -116,7 +116,8 @@ class Reconciler:
                 try:
                     self.triton.load(name)
                 except FetcherError:
-                    self._roll_back(name, workdir, previous)
+                    if not self._roll_back(name, workdir, previous):
+                        self._forget_in_triton(name)
                     raise
             self.manifest.record(name, plan_fingerprint(plan, self.options.volume_mode), final)
         except FetcherError as exc:
@@ -133,8 +134,16 @@ class Reconciler:
                       fetched.bytes_transferred, seconds, human_rate(fetched.bytes_transferred, seconds))
         return None
 
-    def _roll_back(self, name: str, workdir: Path, previous: str | None) -> None:
-        """Triton refused the new model: put back the folder that was there, if any."""
+    def _forget_in_triton(self, name: str) -> None:
+        """A new model Triton refused stays listed as UNAVAILABLE, which makes Triton's (strict)
+        readiness fail and takes the pod out of its Service: unload it so Triton forgets it."""
+        try:
+            self.triton.unload(name)
+        except FetcherError as exc:
+            self.log.warning("model=%s event=unload-after-failure-failed error=%s", name, exc)
+
+    def _roll_back(self, name: str, workdir: Path, previous: str | None) -> bool:
+        """Triton refused the new model: put back the folder that was there, if any (True then)."""
         final = self.repository.root / name
         replaced = workdir / REPLACED_NAME
         restored = False
@@ -147,6 +156,7 @@ class Reconciler:
                     self.manifest.record(name, previous, final)
         except OSError as exc:
             self.log.error("model=%s event=rollback-failed error=%s", name, exc.strerror)
-            return
+            return restored
         self.log.warning("model=%s event=rolled-back detail=%s", name,
                          "the previous version stays installed and serving" if restored else "the new model was removed")
+        return restored
