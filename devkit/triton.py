@@ -97,10 +97,11 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.2, what: str) -
 
 @contextmanager
 def run_triton(model_repository: Path, log_path: Path, *, extra_args: Sequence[str] = (),
-               ready_timeout: float = 90.0, wait_ready: bool = True) -> Iterator[RunningTriton]:
-    """Start tritonserver on free loopback ports; stop it on exit."""
+               ready_timeout: float = 90.0, wait_ready: bool = True,
+               http_port: int | None = None) -> Iterator[RunningTriton]:
+    """Start tritonserver on free loopback ports (or the given HTTP port); stop it on exit."""
     install = TritonInstall.find()
-    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    http_port, grpc_port, metrics_port = http_port or free_port(), free_port(), free_port()
     args = [
         str(install.binary),
         f"--model-repository={model_repository}",

@@ -193,6 +193,7 @@ def chart_properties() -> dict[str, Any]:
     return {
         "nameOverride": {"type": "string", "maxLength": 63},
         "fullnameOverride": {"type": "string", "maxLength": 63},
+        "kubeVersionOverride": {"type": "string", "pattern": r"^$|^v?[0-9]+\.[0-9]+(\.[0-9]+)?([-+].*)?$"},
         "replicaCount": integer(0),
         "triton": obj(
             {
@@ -214,7 +215,15 @@ def chart_properties() -> dict[str, Any]:
         ),
         "fetcher": obj(
             {
-                "mode": {"type": "string", "enum": ["init"]},
+                "mode": {"type": "string", "enum": ["init", "sidecar"]},
+                "sidecar": obj(
+                    {
+                        "pollSeconds": integer(1),
+                        "tritonTimeoutSeconds": integer(1),
+                        "retrySeconds": integer(1),
+                        "startupProbe": probe(),
+                    }
+                ),
                 "image": ref("image"),
                 "extraArgs": {"type": "array", "items": {"type": "string"}},
                 "env": ref("envVars"),

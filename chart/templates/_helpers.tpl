@@ -74,6 +74,34 @@ app.kubernetes.io/part-of: triton-lease
 {{- define "triton-lease.secretsDir" -}}/var/run/secrets/model-fetcher{{- end -}}
 {{- define "triton-lease.volumesDir" -}}/mnt/model-volumes{{- end -}}
 {{- define "triton-lease.caBundleDir" -}}/etc/model-fetcher-ca{{- end -}}
+{{- /* Sidecar mode: the status `model-fetcher status` reads, in the fetcher's own /tmp (one per pod). */ -}}
+{{- define "triton-lease.sidecarStatusFile" -}}/tmp/model-fetcher-status.json{{- end -}}
+
+{{/* Kubernetes version ------------------------------------------------------------------------ */}}
+
+{{/* The cluster's version, or kubeVersionOverride (for `helm template` without --kube-version). */}}
+{{- define "triton-lease.kubeVersion" -}}
+{{- default .Capabilities.KubeVersion.Version .Values.kubeVersionOverride -}}
+{{- end -}}
+
+{{/* Native sidecars (init containers with restartPolicy Always): beta and on by default from 1.29. */}}
+{{- define "triton-lease.supportsNativeSidecars" -}}
+{{- if semverCompare ">=1.29-0" (include "triton-lease.kubeVersion" .) }}true{{ end -}}
+{{- end -}}
+
+{{/*
+The pod template's checksum of the fetcher's configuration. In init mode the whole ConfigMap: any
+change of the lease rolls the pods. In sidecar mode the lease's models are left out: the running
+sidecar applies them from the updated ConfigMap, so only the repositories and security roll the pods.
+*/}}
+{{- define "triton-lease.configChecksum" -}}
+{{- if eq .Values.fetcher.mode "sidecar" -}}
+{{- $server := dict "modelRepositories" .Values.server.modelRepositories "security" .Values.server.security -}}
+{{- dict "server" $server "fetcherMode" "sidecar" | toYaml | sha256sum -}}
+{{- else -}}
+{{- include (print .Template.BasePath "/configmap.yaml") . | sha256sum -}}
+{{- end -}}
+{{- end -}}
 
 {{/* Values digested ------------------------------------------------------------------------- */}}
 

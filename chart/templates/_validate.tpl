@@ -57,6 +57,18 @@ lists them all, each naming the value at fault.
 {{- $errors = append $errors "fetcher.caBundle.key is required when fetcher.caBundle.configMapName is set" -}}
 {{- end -}}
 
+{{- /* Sidecar mode needs native sidecars, and owns Triton's model control flags. */ -}}
+{{- if eq .Values.fetcher.mode "sidecar" -}}
+{{- if not (include "triton-lease.supportsNativeSidecars" .) -}}
+{{- $errors = append $errors (printf "fetcher.mode=sidecar needs Kubernetes 1.29 or newer (native sidecar containers), but the version is %s: use fetcher.mode=init on this cluster (or, with `helm template`, pass --kube-version or set kubeVersionOverride to the target cluster's version)" (include "triton-lease.kubeVersion" .)) -}}
+{{- end -}}
+{{- range .Values.triton.extraArgs -}}
+{{- if or (hasPrefix "--model-control-mode" .) (hasPrefix "--load-model" .) -}}
+{{- $errors = append $errors (printf "triton.extraArgs: %q conflicts with fetcher.mode=sidecar, which runs Triton with --model-control-mode=explicit --load-model=*" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- if $errors -}}
 {{- fail (printf "\n\nVALUES ERROR (%d):\n  - %s\n" (len $errors) (join "\n  - " $errors)) -}}
 {{- end -}}

@@ -50,6 +50,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than zero")
+    return value
+
+
 def _add_lease_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--values", action="append", default=[], type=Path, metavar="FILE",
                         help="Helm values file; repeat it, later files override earlier ones like helm -f")
@@ -85,6 +95,35 @@ def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
                         help="install volume models as symbolic links or as copies (default: %(default)s)")
 
 
+def _add_watch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--triton-url", default="http://localhost:8000", metavar="URL",
+                        help="Triton's HTTP endpoint, whose model repository API loads and unloads models "
+                             "(default: %(default)s)")
+    parser.add_argument("--poll-interval", type=_positive_float, default=5.0, metavar="SECONDS",
+                        help="how often the values files are checked for a change (default: %(default)s)")
+    parser.add_argument("--retry-interval", type=_positive_float, default=60.0, metavar="SECONDS",
+                        help="first wait before a failed sync is tried again; doubles while it keeps failing "
+                             "(default: %(default)s)")
+    parser.add_argument("--triton-connect-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
+                        help="longest wait to connect to Triton (default: %(default)s)")
+    parser.add_argument("--triton-timeout", type=_positive_float, default=600.0, metavar="SECONDS",
+                        help="longest one load or unload may take, and longest wait for Triton to be live "
+                             "before a change is applied (default: %(default)s)")
+    parser.add_argument("--status-file", type=Path, metavar="FILE",
+                        help="where the sidecar's status is written for `model-fetcher status` "
+                             "(default: status.json in the staging folder)")
+
+
+def _add_status_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--status-file", type=Path, metavar="FILE", help="the status file that watch writes")
+    parser.add_argument("--dest", type=Path, metavar="DIR",
+                        help="instead of --status-file: the repository root watch was given (its default status file)")
+    parser.add_argument("--staging-dir", type=Path, metavar="DIR", help="the --staging-dir watch was given, if any")
+    parser.add_argument("--require-healthy", action="store_true",
+                        help="also fail when the last sync could not apply every change")
+    parser.add_argument("--json", action="store_true", help="print the status as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="model-fetcher",
@@ -98,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="show how each model would be fetched, downloading nothing")
     _add_lease_options(explain)
     explain.add_argument("--json", action="store_true", help="print a JSON list")
+    watch = commands.add_parser("watch", help="sidecar mode: fetch the lease, then apply every change of the "
+                                              "values files to a running Triton (explicit model control)")
+    _add_lease_options(watch)
+    _add_fetch_options(watch)
+    _add_watch_options(watch)
+    status = commands.add_parser("status", help="exit 0 once watch has installed the lease (a startup probe)")
+    _add_status_options(status)
     return parser
 
 
@@ -120,8 +166,16 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error
         return int(exc.code or 0) and ExitStatus.USAGE
+    if args.command == "status":
+        from fetcher.watch.command import run_status
+
+        return run_status(args, stdout)
     log = configure(args.log_level)
     termination_log = getattr(args, "termination_log", None)
+    if args.command == "watch":
+        from fetcher.watch.command import run_watch
+
+        return run_watch(args, _options(args))
     try:
         lease = load_lease(args.values, args.model)
         options = _options(args)

@@ -18,6 +18,10 @@ from fetcher.repository.model_config import make_name_agree
 from fetcher.sources.base import FetchedModel
 
 
+# Where ``install`` moves the model it replaces, inside the work folder (discarded with it).
+REPLACED_NAME = "replaced"
+
+
 def default_staging_dir(dest: Path) -> Path:
     return dest.parent / f".{dest.name}.staging"
 
@@ -66,7 +70,7 @@ class Repository:
         return renamed
 
     def _swap_in(self, staged: Path, final: Path, workdir: Path) -> None:
-        old = workdir / "replaced"
+        old = workdir / REPLACED_NAME
         try:
             if final.is_symlink() or final.exists():
                 os.rename(final, old)

@@ -81,6 +81,11 @@ class Manifest:
             if self._entries.pop(name, None) is not None:
                 self._save()
 
+    def fingerprint(self, name: str) -> str | None:
+        with self._lock:
+            entry = self._entries.get(name)
+        return entry.get("fingerprint") if entry else None
+
     def names(self) -> set[str]:
         with self._lock:
             return set(self._entries)

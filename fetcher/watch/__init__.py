@@ -1,0 +1,1 @@
+"""Sidecar mode: keep a running Triton's model repository in step with the lease's values files."""

@@ -1,0 +1,162 @@
+"""One sync: make the repository root (and the running Triton) hold exactly the lease's models.
+
+- a model that left the lease: Triton unloads it, then its folder is deleted and forgotten;
+- a new model, or one whose plan changed (URI, sha256, source, secret): fetched into a work folder
+  in the staging area, swapped in with renames, then loaded (Triton reloads a loaded model in place).
+  If Triton refuses it, the swap is undone: the folder that was serving comes back, Triton keeps
+  serving the model it had (a failed reload leaves the loaded model in place) and the failure is
+  reported. A failed fetch never touches the repository root;
+- an unchanged model (same plan, files all there) is left alone.
+
+The manifest beside the root records what is installed; in sidecar mode that is also what Triton
+has loaded once it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fetcher.errors import FetcherError, InstallError
+from fetcher.logs import get_logger, human_rate
+from fetcher.plan import source_for
+from fetcher.repository.install import REPLACED_NAME, Repository
+from fetcher.repository.manifest import MANIFEST_NAME, Manifest, plan_fingerprint
+from fetcher.sources.base import FetchOptions, ModelPlan
+from fetcher.watch.triton_client import TritonClient
+
+
+@dataclass
+class SyncResult:
+    applied: list[str] = field(default_factory=list)  # fetched (and loaded) by this sync
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # model -> reason
+
+
+class Reconciler:
+    def __init__(self, repository: Repository, options: FetchOptions, triton: TritonClient, *,
+                 concurrency: int = 4, unload_timeout: float = 600.0) -> None:
+        self.repository = repository
+        self.options = options
+        self.triton = triton
+        self.concurrency = concurrency
+        self.unload_timeout = unload_timeout
+        self.log = get_logger()
+        repository.prepare()
+        self.manifest = Manifest(repository.staging / MANIFEST_NAME)
+
+    def installed(self) -> list[str]:
+        return sorted(self.manifest.names())
+
+    def sync(self, plans: list[ModelPlan], *, load: bool) -> SyncResult:
+        """Apply the lease; with ``load`` False (Triton not started yet) only the files change."""
+        result = SyncResult()
+        wanted = {plan.spec.name for plan in plans}
+        for name in sorted(self.manifest.names() - wanted):
+            try:
+                self._remove(name, load)
+                result.removed.append(name)
+            except FetcherError as exc:
+                self.log.error("model=%s event=failed action=remove error=%s", name, exc)
+                result.failures[name] = str(exc)
+
+        pending: list[ModelPlan] = []
+        for plan in plans:
+            name = plan.spec.name
+            if self.manifest.is_current(name, plan_fingerprint(plan, self.options.volume_mode), self.repository.root / name):
+                result.unchanged.append(name)
+            else:
+                pending.append(plan)
+        if pending:
+            workers = max(1, min(self.concurrency, len(pending)))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model") as pool:
+                errors = list(pool.map(lambda plan: self._apply(plan, load), pending))
+            for plan, error in zip(pending, errors):
+                if error is None:
+                    result.applied.append(plan.spec.name)
+                else:
+                    result.failures[plan.spec.name] = error
+        return result
+
+    def _remove(self, name: str, load: bool) -> None:
+        if load:
+            self.triton.unload(name)
+            self.triton.wait_unloaded(name, self.unload_timeout)
+        final = self.repository.root / name
+        if final.is_symlink() or final.exists():
+            trash = self.repository.workdir(name)
+            try:
+                os.rename(final, trash / "removed")
+            except OSError as exc:
+                raise InstallError(f"model {name!r}: cannot remove {str(final)!r}: {exc.strerror}") from None
+            finally:
+                self.repository.discard(trash)
+        self.manifest.forget(name)
+        self.log.info("model=%s event=removed%s", name, " unloaded=true" if load else "")
+
+    def _apply(self, plan: ModelPlan, load: bool) -> str | None:
+        """Fetch, swap in and load one model; the reason when it failed (the serving model is kept)."""
+        name = plan.spec.name
+        final = self.repository.root / name
+        start = time.monotonic()
+        previous = self.manifest.fingerprint(name)
+        self.log.info("model=%s event=start action=%s source=%s location=%s secret=%s", name,
+                      "replace" if previous else "add", plan.source, plan.location, plan.secret or "none")
+        workdir = None
+        try:
+            workdir = self.repository.workdir(name)
+            fetched = source_for(plan, self.options).fetch(plan, workdir)
+            self.manifest.forget(name)
+            self.repository.install(name, fetched, workdir)
+            if load:
+                try:
+                    self.triton.load(name)
+                except FetcherError:
+                    if not self._roll_back(name, workdir, previous):
+                        self._forget_in_triton(name)
+                    raise
+            self.manifest.record(name, plan_fingerprint(plan, self.options.volume_mode), final)
+        except FetcherError as exc:
+            self.log.error("model=%s event=failed seconds=%.2f error=%s", name, time.monotonic() - start, exc)
+            return str(exc)
+        except Exception as exc:  # one model's unexpected fault must not stop the others
+            self.log.error("model=%s event=failed error=internal %s", name, type(exc).__name__)
+            return f"internal error ({type(exc).__name__})"
+        finally:
+            if workdir is not None:
+                self.repository.discard(workdir)
+        seconds = time.monotonic() - start
+        self.log.info("model=%s event=%s bytes=%d seconds=%.2f rate=%s", name, "loaded" if load else "installed",
+                      fetched.bytes_transferred, seconds, human_rate(fetched.bytes_transferred, seconds))
+        return None
+
+    def _forget_in_triton(self, name: str) -> None:
+        """A new model Triton refused stays listed as UNAVAILABLE, which makes Triton's (strict)
+        readiness fail and takes the pod out of its Service: unload it so Triton forgets it."""
+        try:
+            self.triton.unload(name)
+        except FetcherError as exc:
+            self.log.warning("model=%s event=unload-after-failure-failed error=%s", name, exc)
+
+    def _roll_back(self, name: str, workdir: Path, previous: str | None) -> bool:
+        """Triton refused the new model: put back the folder that was there, if any (True then)."""
+        final = self.repository.root / name
+        replaced = workdir / REPLACED_NAME
+        restored = False
+        try:
+            os.rename(final, workdir / "refused")
+            if replaced.is_symlink() or replaced.exists():
+                os.rename(replaced, final)
+                restored = True
+                if previous is not None:
+                    self.manifest.record(name, previous, final)
+        except OSError as exc:
+            self.log.error("model=%s event=rollback-failed error=%s", name, exc.strerror)
+            return restored
+        self.log.warning("model=%s event=rolled-back detail=%s", name,
+                         "the previous version stays installed and serving" if restored else "the new model was removed")
+        return restored

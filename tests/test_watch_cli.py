@@ -1,0 +1,126 @@
+"""``model-fetcher watch`` and ``status`` without Triton: change detection, failures, signals, options."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from devkit.configmap import ConfigMapDir
+from devkit.https_server import serve_files
+from fetcher.cli.main import build_parser, run
+from fetcher.cli.status import ExitStatus
+from fetcher.watch.values_watcher import ValuesWatcher, values_digest
+from watch_pod import WatchPod, new_pod
+
+
+def test_a_configmap_update_is_seen_through_the_data_link_swap(tmp_path: Path) -> None:
+    configmap = ConfigMapDir(tmp_path / "config", {"values.yaml": "lease: {models: []}\n"})
+    path = configmap.path("values.yaml")
+    assert path.is_symlink() and os.readlink(path) == "..data/values.yaml"
+    watcher = ValuesWatcher([path])
+    assert not watcher.changed()
+    configmap.update({"values.yaml": "lease: {models: []}\n"})  # a swap with the same content
+    assert not watcher.changed()
+    configmap.update({"values.yaml": "lease: {models: ['name=a,uri=https://h/a.zip']}\n"})
+    assert watcher.changed()
+    assert not watcher.changed()  # reported once
+
+
+def test_digest_depends_on_every_file_and_survives_a_missing_one(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("x: 1\n")
+    b.write_text("y: 1\n")
+    before = values_digest([a, b])
+    b.write_text("y: 2\n")
+    assert values_digest([a, b]) != before
+    b.unlink()
+    assert values_digest([a, b]) not in (before, values_digest([a]))
+
+
+def test_watch_takes_the_fetch_options_and_its_own() -> None:
+    args = build_parser().parse_args(["watch", "--values", "v.yaml", "--dest", "/models/repository"])
+    assert args.triton_url == "http://localhost:8000"
+    assert args.poll_interval == 5.0 and args.retry_interval == 60.0
+    assert args.triton_timeout == 600.0 and args.triton_connect_timeout == 5.0
+    assert args.status_file is None
+    fetch_options = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["fetch"]._actions}
+    watch_options = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["watch"]._actions}
+    assert fetch_options <= watch_options
+
+
+def test_watch_refuses_a_poll_interval_of_zero(capsys) -> None:
+    assert run(["watch", "--dest", "x", "--poll-interval", "0"]) == ExitStatus.USAGE
+    assert "must be more than zero" in capsys.readouterr().err
+
+
+def test_status_without_a_status_file_is_not_ready(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert run(["status", "--status-file", str(tmp_path / "none.json")], stdout=out) == ExitStatus.MODELS_FAILED
+    assert "not ready" in out.getvalue()
+    assert run(["status"], stdout=io.StringIO()) == ExitStatus.USAGE
+
+
+def test_status_finds_the_default_file_beside_the_repository(tmp_path: Path) -> None:
+    staging = tmp_path / ".repository.staging"
+    staging.mkdir()
+    (staging / "status.json").write_text(json.dumps({"ready": True, "phase": "watching", "models": ["a"], "failures": {}}))
+    out = io.StringIO()
+    assert run(["status", "--dest", str(tmp_path / "repository")], stdout=out) == ExitStatus.SUCCESS
+    assert out.getvalue().startswith("ready: phase=watching models=1 (a)")
+
+
+@pytest.fixture()
+def idle_pod(tmp_path: Path) -> Iterator[WatchPod]:
+    """A watcher whose Triton never runs (nothing listens on its port)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    with serve_files(site) as server:
+        pod = new_pod(tmp_path, server, {})
+        try:
+            yield pod
+        finally:
+            pod.close()
+
+
+def test_a_failed_initial_sync_exits_and_is_never_ready(idle_pod: WatchPod) -> None:
+    idle_pod.lease({"ghost": "missing.zip"})
+    idle_pod.start_watch()
+    assert idle_pod.process.wait(timeout=60) == ExitStatus.MODELS_FAILED
+    status = idle_pod.status()
+    assert status["ready"] is False and status["phase"] == "failed" and "ghost" in status["failures"]
+    assert "model 'ghost'" in (idle_pod.tmp / "termination-log").read_text()
+    assert list(idle_pod.repository.iterdir()) == []
+
+
+def test_invalid_values_at_start_are_bad_input(idle_pod: WatchPod) -> None:
+    idle_pod.configmap.update({"values.yaml": "lease: {models: ['name=a']}\n"})
+    idle_pod.start_watch()
+    assert idle_pod.process.wait(timeout=60) == ExitStatus.BAD_INPUT
+    assert "values" in idle_pod.status()["failures"]
+
+
+def test_broken_values_while_watching_are_reported_and_nothing_changes(idle_pod: WatchPod) -> None:
+    idle_pod.start_watch()
+    idle_pod.wait(lambda: idle_pod.status().get("ready") is True, "the (empty) initial sync")
+    idle_pod.configmap.update({"values.yaml": "lease: [not, a, mapping\n"})
+    idle_pod.wait(lambda: "values" in idle_pod.status().get("failures", {}), "the values error to be reported")
+    assert "not valid YAML" in idle_pod.status()["failures"]["values"]
+    assert idle_pod.status()["ready"] is True
+    assert "event=values-refused" in idle_pod.log()
+    assert idle_pod.stop_watch() == ExitStatus.SUCCESS
+
+
+def test_a_change_while_triton_is_down_changes_nothing_and_is_reported(idle_pod: WatchPod) -> None:
+    (idle_pod.tmp / "site" / "a.zip").write_bytes(b"")
+    idle_pod.start_watch("--triton-timeout", "1")
+    idle_pod.wait(lambda: idle_pod.status().get("ready") is True, "the (empty) initial sync")
+    idle_pod.lease({"a": "a.zip"})
+    idle_pod.wait(lambda: "triton" in idle_pod.status().get("failures", {}), "Triton's absence to be reported")
+    assert "is not live" in idle_pod.status()["failures"]["triton"]
+    assert list(idle_pod.repository.iterdir()) == []
+    assert idle_pod.stop_watch() == ExitStatus.SUCCESS

@@ -1,0 +1,162 @@
+"""Sidecar mode against the real Triton in explicit mode: lease changes reach a running server.
+
+Each test runs ``model-fetcher watch`` as the pod's sidecar would (a subprocess reading a
+ConfigMap-style folder), starts Triton once the watcher is ready, then changes the lease with a
+``..data`` swap and waits, with deadlines, for Triton to show the change. Triton is never restarted.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from devkit.https_server import serve_files
+from devkit.models import model_files, zip_model
+from fetcher.cli.main import run
+from watch_pod import WatchPod, new_pod
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+
+INITIAL = {"alpha": "alpha.zip", "beta": "beta.zip"}
+
+CRASHING_MODEL_PY = '''\
+class TritonPythonModel:
+    def initialize(self, args):
+        raise RuntimeError("this model refuses to load")
+
+    def execute(self, requests):
+        return []
+'''
+
+
+@pytest.fixture()
+def site(tmp_path: Path) -> Path:
+    folder = tmp_path / "site"
+    folder.mkdir()
+    zip_model(folder / "alpha.zip", model_files("alpha", addend=1.0))
+    zip_model(folder / "alpha-v2.zip", model_files("alpha", addend=100.0), top_folder="alpha")
+    zip_model(folder / "beta.zip", model_files("beta", addend=2.0))
+    zip_model(folder / "gamma.zip", model_files("upstream_gamma", addend=3.0))
+    crashing = {**model_files("crashing"), "1/model.py": CRASHING_MODEL_PY.encode()}
+    zip_model(folder / "crashing.zip", crashing)
+    with zipfile.ZipFile(folder / "no-model.zip", "w") as zf:
+        zf.writestr("README.txt", "this archive holds no model")
+    return folder
+
+
+@pytest.fixture()
+def pod(tmp_path: Path, site: Path) -> Iterator[WatchPod]:
+    with serve_files(site) as server:
+        pod = new_pod(tmp_path, server, INITIAL)
+        try:
+            pod.start_watch()
+            pod.wait(lambda: pod.status().get("ready") is True, "the initial sync")
+            assert sorted(p.name for p in pod.repository.iterdir()) == ["alpha", "beta"]
+            triton = pod.start_triton()
+            assert triton.model_ready("alpha") and triton.model_ready("beta"), triton.log()[-2000:]
+            yield pod
+        finally:
+            pod.close()
+
+
+def _status_cli(pod: WatchPod, *extra: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = run(["status", "--status-file", str(pod.status_file), *extra], stdout=out)
+    return int(code), out.getvalue()
+
+
+def test_an_added_model_is_loaded_without_restarting_triton(pod: WatchPod) -> None:
+    triton = pod.triton
+    assert triton.infer("alpha", [1, 2, 3, 4]) == [2, 3, 4, 5]
+    pod.lease({**INITIAL, "gamma": "gamma.zip"})
+    pod.wait(lambda: triton.model_ready("gamma"), "gamma to be loaded")
+    # The zip's config said "upstream_gamma": the installed copy was renamed, and Triton serves it.
+    assert triton.infer("gamma", [1, 2, 3, 4]) == [4, 5, 6, 7]
+    assert triton.model_ready("alpha") and triton.model_ready("beta")
+    assert triton.process.poll() is None
+    pod.wait_synced(["alpha", "beta", "gamma"], "the status to list gamma")
+    assert pod.status()["failures"] == {}
+    assert _status_cli(pod, "--require-healthy")[0] == 0
+
+
+def test_a_removed_model_is_unloaded_then_deleted(pod: WatchPod) -> None:
+    triton = pod.triton
+    pod.lease({"alpha": "alpha.zip"})
+    pod.wait(lambda: not triton.model_ready("beta"), "beta to be unloaded")
+    pod.wait(lambda: not (pod.repository / "beta").exists(), "beta's folder to be deleted")
+    pod.wait_synced(["alpha"], "the status to drop beta")
+    assert sorted(p.name for p in pod.repository.iterdir()) == ["alpha"]
+    assert triton.infer("alpha", [0, 0, 0, 0]) == [1, 1, 1, 1]
+    assert "model=beta event=removed unloaded=true" in pod.log()
+
+
+def test_a_changed_uri_serves_the_new_version(pod: WatchPod) -> None:
+    triton = pod.triton
+    assert triton.infer("alpha", [1, 1, 1, 1]) == [2, 2, 2, 2]
+    pod.lease({**INITIAL, "alpha": "alpha-v2.zip"})
+    pod.wait(lambda: triton.infer("alpha", [1, 1, 1, 1]) == [101, 101, 101, 101], "alpha's new version to serve")
+    assert "+ 100.0" in (pod.repository / "alpha" / "1" / "model.py").read_text()
+    assert triton.infer("beta", [1, 1, 1, 1]) == [3, 3, 3, 3]
+    # Nothing is left behind in the staging folder but the manifest.
+    staging = pod.repository.parent / ".repository.staging"
+    pod.wait(lambda: sorted(p.name for p in staging.iterdir()) == ["manifest.json"], "the work folders to go")
+
+
+def test_broken_models_leave_the_serving_set_alone_and_are_reported(pod: WatchPod) -> None:
+    triton = pod.triton
+    alpha_code = (pod.repository / "alpha" / "1" / "model.py").read_text()
+    pod.lease({
+        "alpha": "no-model.zip",  # the fetch fails: nothing is touched
+        "beta": "crashing.zip",  # fetched, swapped in, refused by Triton: swapped back
+        "delta": "crashing.zip",  # a new model Triton refuses: removed again
+    })
+    pod.wait(lambda: set(pod.status().get("failures", {})) == {"alpha", "beta", "delta"}, "the failures to be reported")
+    failures = pod.status()["failures"]
+    assert "holds no Triton model" in failures["alpha"]
+    assert "load of model 'beta'" in failures["beta"] and "refuses to load" in failures["beta"]
+    assert "load of model 'delta'" in failures["delta"]
+    assert pod.status()["models"] == ["alpha", "beta"]
+
+    assert triton.infer("alpha", [1, 1, 1, 1]) == [2, 2, 2, 2]
+    assert triton.infer("beta", [1, 1, 1, 1]) == [3, 3, 3, 3]
+    assert not triton.model_ready("delta")
+    # The refused models leave Triton ready: the pod stays in the Service.
+    status, index = triton.post("/v2/repository/index")
+    assert triton.get("/v2/health/ready")[0] == 200, index
+    assert sorted(p.name for p in pod.repository.iterdir()) == ["alpha", "beta"]
+    assert (pod.repository / "alpha" / "1" / "model.py").read_text() == alpha_code
+    assert "refuses to load" not in (pod.repository / "beta" / "1" / "model.py").read_text()
+    assert triton.process.poll() is None
+
+    log = pod.log()
+    assert "model=alpha event=failed" in log and "model=beta event=rolled-back" in log
+    assert "model=delta event=failed" in log
+    code, text = _status_cli(pod)
+    assert code == 0 and "failed alpha:" in text  # still ready (the startup probe stays green) ...
+    assert _status_cli(pod, "--require-healthy")[0] == 1  # ... but not healthy
+
+    # Fixing the lease heals it.
+    pod.lease({**INITIAL, "alpha": "alpha-v2.zip"})
+    pod.wait(lambda: pod.status().get("failures") == {} and pod.status().get("models") == ["alpha", "beta"],
+             "a clean sync")
+    assert triton.infer("alpha", [0, 0, 0, 0]) == [100, 100, 100, 100]
+
+
+def test_sigterm_stops_the_watcher_and_a_restarted_one_catches_up(pod: WatchPod) -> None:
+    triton = pod.triton
+    assert pod.stop_watch() == 0
+    assert pod.status()["phase"] == "stopped"
+    assert "event=stopped" in pod.log()
+    # While the sidecar is down the lease changes; when it comes back beside the running Triton
+    # its initial sync applies the change through Triton.
+    pod.lease({"alpha": "alpha-v2.zip", "gamma": "gamma.zip"})
+    pod.start_watch()
+    pod.wait(lambda: triton.model_ready("gamma") and not triton.model_ready("beta"), "the restarted sidecar's sync")
+    pod.wait(lambda: pod.status().get("ready") is True, "the restarted sidecar to be ready")
+    assert triton.infer("alpha", [0, 0, 0, 0]) == [100, 100, 100, 100]
+    assert sorted(p.name for p in pod.repository.iterdir()) == ["alpha", "gamma"]
+    assert pod.stop_watch() == 0

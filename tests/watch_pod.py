@@ -1,0 +1,124 @@
+"""A sidecar-mode pod on this machine: ``model-fetcher watch`` beside the real Triton in explicit mode.
+
+As in the chart's pod, the fetcher reads the lease from a ConfigMap-style folder (updated by a
+``..data`` swap), runs first, and Triton starts once the fetcher's status says ready, with
+``--model-control-mode=explicit --load-model=*`` on the port the fetcher calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from devkit.configmap import ConfigMapDir
+from devkit.https_server import RunningServer
+from devkit.ports import free_port
+from devkit.triton import RunningTriton, run_triton, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+TRITON_ARGS = ["--model-control-mode=explicit", "--load-model=*", "--strict-readiness=false"]  # as the chart
+
+
+@dataclass
+class WatchPod:
+    tmp: Path
+    server: RunningServer
+    configmap: ConfigMapDir
+    triton_port: int
+    stack: ExitStack = field(default_factory=ExitStack)
+    process: subprocess.Popen[bytes] | None = None
+    triton: RunningTriton | None = None
+
+    @property
+    def repository(self) -> Path:
+        return self.tmp / "models" / "repository"
+
+    @property
+    def status_file(self) -> Path:
+        return self.tmp / "fetcher-tmp" / "status.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.tmp / "watch.log"
+
+    def lease(self, models: dict[str, str]) -> None:
+        """Write the lease (model name -> file served by the test server), as a ConfigMap update."""
+        self.configmap.update({"values.yaml": lease_values(self.server, models)})
+
+    def start_watch(self, *extra: str) -> None:
+        args = [sys.executable, "-m", "fetcher", "watch",
+                "--values", str(self.configmap.path("values.yaml")),
+                "--dest", str(self.repository),
+                "--termination-log", str(self.tmp / "termination-log"),
+                "--triton-url", f"http://127.0.0.1:{self.triton_port}",
+                "--poll-interval", "0.2",
+                "--retry-interval", "600",
+                "--triton-timeout", "60",
+                "--status-file", str(self.status_file),
+                *extra]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def start_triton(self) -> RunningTriton:
+        self.triton = self.stack.enter_context(
+            run_triton(self.repository, self.tmp / "triton.log", extra_args=TRITON_ARGS, http_port=self.triton_port))
+        return self.triton
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def wait(self, predicate: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
+        def check() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"watch exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            return predicate()
+
+        try:
+            wait_until(check, timeout=timeout, what=what)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\nwatch log:\n{self.log()[-3000:]}\nstatus: {self.status()}") from None
+
+    def wait_synced(self, models: list[str], what: str) -> None:
+        """Wait until the last sync happened after the lease's current content and installed ``models``."""
+        self.wait(lambda: self.status().get("models") == sorted(models), what)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop_watch(self, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.stack.close()
+
+
+def lease_values(server: RunningServer, models: dict[str, str]) -> str:
+    return yaml.safe_dump({"lease": {"models": [f"name={name},uri={server.url(file)}" for name, file in models.items()]}})
+
+
+def new_pod(tmp: Path, server: RunningServer, models: dict[str, str]) -> WatchPod:
+    configmap = ConfigMapDir(tmp / "config", {"values.yaml": lease_values(server, models)})
+    return WatchPod(tmp=tmp, server=server, configmap=configmap, triton_port=free_port())
