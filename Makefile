@@ -24,6 +24,10 @@ venv: $(STAMP) ## Create the virtual environment with the fetcher and test tools
 demo: $(STAMP) ## The main job: serve sample models locally, fetch them, serve them with real Triton
 	$(BIN)/python -m devkit.demo
 
+.PHONY: kind-e2e
+kind-e2e: $(STAMP) ## Needs Docker, kind, kubectl, helm: the chart with a CPU Triton on a throwaway kind cluster
+	PYTHON=$(BIN)/python devkit/kind/kind-e2e.sh
+
 .PHONY: test
 test: $(STAMP) ## Run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -24,7 +24,7 @@ from fetcher.sources.parallel_download import TransferSettings, split_parts
 from fetcher.sources.s3 import S3Source
 from tests.support.aws_env import isolated_aws_environment
 from tests.support.lease_runs import lease, options_for, run_fetch, s3_values, tree, write_secret
-from tests.support.s3_server import (
+from devkit.s3_server import (
     TEST_ACCESS_KEY,
     TEST_SECRET_KEY,
     S3Endpoint,
@@ -386,7 +386,7 @@ def test_select_objects_refuses_a_file_that_is_also_a_folder() -> None:
 
 def test_an_explicit_ca_bundle_wins_over_aws_ca_bundle(tmp_path: Path, ca_file: Path, ca: Any,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.support.s3_server import rclone_binary, _wait_for_port
+    from devkit.s3_server import rclone_binary, _wait_for_port
 
     cert = ca.issue_cert("127.0.0.1")
     cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))

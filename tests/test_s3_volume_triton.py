@@ -11,7 +11,7 @@ from devkit.models import model_files, write_model
 from devkit.triton import run_triton
 from fetcher.sources import s3 as s3_source
 from tests.support.lease_runs import run_fetch
-from tests.support.s3_server import rclone_s3, write_bucket_files
+from devkit.s3_server import rclone_s3, write_bucket_files
 
 
 @pytest.mark.triton

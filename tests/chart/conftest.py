@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,8 +9,8 @@ import helm_python
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART_DIR = ROOT / "chart"
+from devkit.chart import CHART_DIR, ROOT, Rendered, merge_values  # noqa: F401 - shared with the demo
+
 RELEASE = "lease1"
 NAMESPACE = "models"
 FULLNAME = f"{RELEASE}-triton-lease"
@@ -26,99 +24,6 @@ CONFIG_FILE = "/etc/model-fetcher/values.yaml"
 SECRETS_DIR = "/var/run/secrets/model-fetcher"
 VOLUMES_DIR = "/mnt/model-volumes"
 REPOSITORY_ROOT = "/models/repository"
-
-
-def merge_values(*layers: dict[str, Any]) -> dict[str, Any]:
-    """Merge values like `helm -f a.yaml -f b.yaml`: mappings merge, anything else is replaced."""
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged = _merge(merged, layer)
-    return merged
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-@dataclass
-class Rendered:
-    """The manifests of one render, parsed."""
-
-    files: dict[str, str]
-    docs: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        for path, text in self.files.items():
-            if path.endswith("NOTES.txt"):
-                continue
-            for doc in yaml.safe_load_all(text):
-                if doc:
-                    doc.setdefault("_template", path)
-                    self.docs.append(doc)
-
-    @property
-    def notes(self) -> str:
-        return next((text for path, text in self.files.items() if path.endswith("NOTES.txt")), "")
-
-    def manifests(self) -> list[dict[str, Any]]:
-        """The documents without the test helper key."""
-        return [{k: v for k, v in doc.items() if k != "_template"} for doc in self.docs]
-
-    def kind(self, kind: str, hook: bool | None = False) -> list[dict[str, Any]]:
-        found = []
-        for doc in self.manifests():
-            if doc["kind"] != kind:
-                continue
-            is_hook = "helm.sh/hook" in (doc["metadata"].get("annotations") or {})
-            if hook is None or hook == is_hook:
-                found.append(doc)
-        return found
-
-    def one(self, kind: str, hook: bool = False) -> dict[str, Any]:
-        found = self.kind(kind, hook)
-        assert len(found) == 1, f"expected one {kind}, found {len(found)}"
-        return found[0]
-
-    @property
-    def deployment(self) -> dict[str, Any]:
-        return self.one("Deployment")
-
-    @property
-    def pod(self) -> dict[str, Any]:
-        return self.deployment["spec"]["template"]["spec"]
-
-    @property
-    def fetcher(self) -> dict[str, Any]:
-        (container,) = [c for c in self.pod["initContainers"] if c["name"] == "model-fetcher"]
-        return container
-
-    @property
-    def triton(self) -> dict[str, Any]:
-        (container,) = [c for c in self.pod["containers"] if c["name"] == "triton"]
-        return container
-
-    @property
-    def fetcher_values(self) -> dict[str, Any]:
-        """The values file the fetcher reads, from the ConfigMap."""
-        configmap = self.one("ConfigMap")
-        return yaml.safe_load(configmap["data"]["values.yaml"])
-
-    def volume(self, name: str) -> dict[str, Any]:
-        (volume,) = [v for v in self.pod["volumes"] if v["name"] == name]
-        return volume
-
-    def mounts(self, container: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """mountPath -> {mount..., "volume": the pod volume it mounts}."""
-        return {
-            m["mountPath"]: {**m, "volume": self.volume(m["name"])}
-            for m in container.get("volumeMounts", [])
-        }
 
 
 @pytest.fixture(scope="session")

@@ -9,18 +9,15 @@ from __future__ import annotations
 import http.server
 import importlib.util
 import io
-import os
-import shutil
 import ssl
 import threading
 import zipfile
-import subprocess
-import sys
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pytest
 
 from conftest import load_example, merge_values
+from devkit.pod import REWRITE, LocalPod
 
 
 def arg(container, flag):
@@ -99,53 +96,16 @@ def fetcher_available(module: str = "fetcher.cli.main") -> bool:
 
 
 def run_rendered_fetcher(rendered, tmp_path, *, claims=None, secrets=None, config_maps=None):
-    """Run the init container's command and args with each mount path mapped to a local folder.
+    """Run the init container's command and args with each mount path rewritten to a local folder
+    (devkit.pod's fallback mode; tests/test_pod_contract.py runs the same pod with real mounts).
 
     claims: {claimName: folder}; secrets: {secretName: {key: text}}; config_maps: {name: {key: text}}.
-    Returns (CompletedProcess, the local --dest folder).
+    Returns (the finished container run, the local --dest folder).
     """
-    claims, secrets, config_maps = claims or {}, secrets or {}, config_maps or {}
-    config_maps = {rendered.one("ConfigMap")["metadata"]["name"]: rendered.one("ConfigMap")["data"], **config_maps}
-    local = {}
-    for mount_path, mount in rendered.mounts(rendered.fetcher).items():
-        folder = tmp_path / "mounts" / mount_path.strip("/").replace("/", "_")
-        volume = mount["volume"]
-        if "persistentVolumeClaim" in volume:
-            folder = claims[volume["persistentVolumeClaim"]["claimName"]]
-        else:
-            folder.mkdir(parents=True)
-        if "configMap" in volume:
-            data = config_maps[volume["configMap"]["name"]]
-            items = volume["configMap"].get("items") or [{"key": k, "path": k} for k in data]
-            for item in items:
-                (folder / item["path"]).write_text(data[item["key"]])
-        if "secret" in volume:  # optional: absent secrets give an empty folder
-            for key, text in secrets.get(volume["secret"]["secretName"], {}).items():
-                (folder / key).write_text(text)
-        local[mount_path] = folder
-
-    def localize(value: str) -> str:
-        for mount_path in sorted(local, key=len, reverse=True):
-            if value == mount_path or value.startswith(mount_path + "/"):
-                return str(local[mount_path]) + value[len(mount_path):]
-        return value
-
-    rendered_args = rendered.fetcher["args"]
-    args = [localize(a) for a in rendered_args]
-    # The folders that only hold mounts (secrets dir, volumes dir) are assembled from links.
-    for flag in ("--secrets-dir", "--volumes-dir"):
-        parent = rendered_args[rendered_args.index(flag) + 1]
-        holder = tmp_path / flag.strip("-")
-        holder.mkdir()
-        for mount_path, folder in local.items():
-            if mount_path.startswith(parent + "/"):
-                (holder / mount_path[len(parent) + 1:]).symlink_to(folder)
-        args[args.index(flag) + 1] = str(holder)
-    args[args.index("--termination-log") + 1] = str(tmp_path / "termination-log")
-    executable = shutil.which(rendered.fetcher["command"][0], path=str(Path(sys.executable).parent))
-    env = {**os.environ, **{e["name"]: e["value"] for e in rendered.fetcher.get("env", [])}, "HOME": str(tmp_path)}
-    result = subprocess.run([executable, *args], capture_output=True, text=True, env=env, timeout=120)
-    return result, Path(args[args.index("--dest") + 1])
+    pod = LocalPod(rendered.pod, tmp_path / "pod", config_maps={**rendered.config_maps(), **(config_maps or {})},
+                   secrets=secrets, claims=claims, mode=REWRITE)
+    run = pod.run(rendered.fetcher, timeout=120)
+    return run, pod.local_path(rendered.fetcher, arg(rendered.fetcher, "--dest"))
 
 
 def model_zip(name: str) -> bytes:
@@ -209,12 +169,12 @@ def test_rendered_command_fetches_the_lease_over_https_with_its_secret_and_ca(re
         secrets={"lease-pull": {"lease-pull": https_server["token"]}},
         config_maps={"test-ca": {"ca.pem": https_server["ca"]}},
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, result.output
     assert sorted(p.name for p in dest.iterdir()) == ["my_model", "renamed"]
     assert (dest / "my_model" / "1" / "model.py").exists()
     assert 'name: "renamed"' in (dest / "renamed" / "config.pbtxt").read_text()
     assert https_server["token"] in https_server["seen"]
-    assert https_server["token"] not in result.stdout + result.stderr
+    assert https_server["token"] not in result.output
 
 
 @pytest.mark.skipif(not fetcher_available(), reason="the model fetcher is not installed yet")
@@ -226,7 +186,7 @@ def test_rendered_command_fails_cleanly_when_the_optional_secret_is_absent(rende
     }
     result, dest = run_rendered_fetcher(render(values), tmp_path, config_maps={"test-ca": {"ca.pem": https_server["ca"]}})
     assert result.returncode != 0
-    assert "my_model" in (tmp_path / "termination-log").read_text() + result.stderr
+    assert "my_model" in result.termination_message
     assert not (dest / "my_model").exists()
 
 
@@ -238,6 +198,6 @@ def test_rendered_command_fetches_the_lease_from_a_volume(render, tmp_path):
     (claim / "my_model" / "config.pbtxt").write_text('name: "my_model"\nbackend: "python"\n')
     (claim / "my_model" / "1" / "model.py").write_text("# model\n")
     result, dest = run_rendered_fetcher(rendered, tmp_path, claims={"example-volume-claim": claim})
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, result.output
     assert [p.name for p in dest.iterdir()] == ["my_model"]
     assert (dest / "my_model" / "1" / "model.py").exists()
