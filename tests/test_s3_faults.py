@@ -15,7 +15,7 @@ from devkit.models import model_files
 from devkit.secrets import write_secret
 from fetcher.sources import s3 as s3_source
 from tests.support.lease_runs import run_fetch, s3_values
-from tests.support.s3_server import TEST_ACCESS_KEY, TEST_SECRET_KEY, rclone_s3, write_bucket_files
+from devkit.s3_server import TEST_ACCESS_KEY, TEST_SECRET_KEY, rclone_s3, write_bucket_files
 
 MiB = 1024 * 1024
 WEIGHTS = os.urandom(3 * MiB + 777)
