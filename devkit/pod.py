@@ -41,6 +41,8 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Sequence
 
+from devkit.processes import stop_process
+
 NAMESPACE = "namespace"
 REWRITE = "rewrite"
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
@@ -435,7 +437,7 @@ class triton_container:  # noqa: N801 - used like a function: with triton_contai
         self.args: list[str] = []
 
     def __enter__(self) -> Any:
-        from devkit.triton import RunningTriton, TritonInstall, wait_until
+        from devkit.triton import RunningTriton, TritonInstall
 
         install = TritonInstall.find()
         self.args, ports = adapt_triton_args(self.container.get("args", []), install.backends)
@@ -445,30 +447,13 @@ class triton_container:  # noqa: N801 - used like a function: with triton_contai
                                           env=env, stdout=log)
         triton = RunningTriton(process=self.process, http_url=f"http://127.0.0.1:{ports['--http-port']}",
                                log_path=self.log_path)
-        process = self.process
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"tritonserver exited with {process.returncode}:\n{triton.log()[-3000:]}")
-            try:
-                return triton.get("/v2/health/ready")[0] == 200
-            except OSError:
-                return False
-
         try:
-            wait_until(ready, timeout=self.ready_timeout, what="Triton to be ready")
+            triton.wait_ready(self.ready_timeout)
         except BaseException:
             self.__exit__()
             raise
         return triton
 
     def __exit__(self, *exc: object) -> None:
-        process = self.process
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        if self.process is not None:
+            stop_process(self.process)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from devkit.ports import free_port
+from devkit.processes import stop_process
 
 # rclone refuses access key IDs this short or shorter; real ones are 20 characters.
 TEST_ACCESS_KEY = "AKIATESTFETCHER00001"
@@ -97,12 +98,7 @@ def rclone_s3(root: Path, *, keys: tuple[str, str] | None = None, log: Path | No
         yield S3Endpoint(url=f"{'https' if tls else 'http'}://127.0.0.1:{port}", access_key=keys[0] if keys else None,
                          secret_key=keys[1] if keys else None)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, grace=10)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from devkit.ports import free_port
+from devkit.processes import stop_process
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,19 @@ class RunningTriton:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_ready(self, timeout: float) -> None:
+        """Wait for /v2/health/ready; raise with the log's tail if the server exits first."""
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"tritonserver exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                return self.get("/v2/health/ready")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, timeout=timeout, what="Triton to be ready")
+
 
 def wait_until(predicate, *, timeout: float, interval: float = 0.2, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -118,20 +132,7 @@ def run_triton(model_repository: Path, log_path: Path, *, extra_args: Sequence[s
     triton = RunningTriton(process=process, http_url=f"http://127.0.0.1:{http_port}", log_path=log_path)
     try:
         if wait_ready:
-            def ready() -> bool:
-                if process.poll() is not None:
-                    raise RuntimeError(f"tritonserver exited with {process.returncode}:\n{triton.log()[-3000:]}")
-                try:
-                    return triton.get("/v2/health/ready")[0] == 200
-                except OSError:
-                    return False
-
-            wait_until(ready, timeout=ready_timeout, what="Triton to be ready")
+            triton.wait_ready(ready_timeout)
         yield triton
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
