@@ -40,6 +40,31 @@ chart-schema: $(STAMP) ## Regenerate chart/values.schema.json from schemas/ and 
 chart-docs: $(STAMP) ## Regenerate the values table of chart/README.md from chart/values.yaml
 	$(BIN)/python scripts/generate_chart_readme.py
 
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	@touch $@
+
+# Debian packages of the benchmark: nginx-light (HTTPS with ranges), curl and unzip (peers).
+# apt-get update runs only when the install fails without it.
+.PHONY: bench-debs
+bench-debs:
+	@missing=""; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v unzip >/dev/null 2>&1 || missing="$$missing unzip"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }; \
+	fi
+
+.PHONY: bench
+bench: $(BENCH_STAMP) bench-debs ## Benchmark the fetcher against s5cmd, aws, kserve-storage, curl (BENCH_ARGS='--scale 0.05 --runs 1')
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

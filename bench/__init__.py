@@ -1,0 +1,1 @@
+"""Benchmark of the model fetcher against common transfer tools (run: make bench, or python -m bench)."""
