@@ -113,6 +113,15 @@ def memory_quantity_to_tmpfs(quantity: Any) -> str | None:
     return text if text.isdigit() else None
 
 
+def _paths_the_process_needs() -> list[str]:
+    """This checkout and the Python environments the rendered command runs from."""
+    checkout = Path(__file__).resolve().parent.parent
+    paths = {str(checkout), sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent.parent)}
+    # Outermost first, and none inside another: binding a parent back restores its children.
+    ordered = sorted(paths, key=lambda p: len(PurePosixPath(p).parts))
+    return [p for i, p in enumerate(ordered) if not any(_within(p, q) for q in ordered[:i])]
+
+
 def _within(path: str, parent: str) -> bool:
     return PurePosixPath(path) == PurePosixPath(parent) or PurePosixPath(parent) in PurePosixPath(path).parents
 
@@ -230,9 +239,19 @@ class LocalPod:
         return best.source / relative if str(relative) != "." else best.source
 
     def script(self, container: dict[str, Any]) -> str:
-        """The shell script that makes the container's mounts, then execs "$@"."""
+        """The shell script that makes the container's mounts, then execs "$@".
+
+        A mount may hide folders the local process itself needs: a /tmp emptyDir hides this
+        project's virtual environment when the checkout lives under /tmp. Those are bound to a
+        holding place first and bound back at their own paths after the container's mounts.
+        """
+        mounts = self.mounts(container)
+        hidden = [path for path in _paths_the_process_needs() if any(_within(path, m.path) for m in mounts)]
         lines = ["#!/bin/sh", f"# mounts of container {container['name']}", "set -eu"]
-        for mount in self.mounts(container):
+        hold = self._holding_folder(mounts, len(hidden)) if hidden else None
+        for index, path in enumerate(hidden):
+            lines.append(f"mount --bind {shlex.quote(path)} {hold}/{index}")
+        for mount in mounts:
             target = shlex.quote(mount.path)
             if mount.tmpfs_size is not None:
                 size = f"-o size={mount.tmpfs_size} " if mount.tmpfs_size else ""
@@ -241,8 +260,22 @@ class LocalPod:
             lines.append(f"mount --bind {shlex.quote(str(mount.source))} {target}")
             if mount.read_only:
                 lines.append(f"mount -o remount,bind,ro {target}")
+        for index, path in enumerate(hidden):
+            lines.append(f"mkdir -p {shlex.quote(path)} && mount --bind {hold}/{index} {shlex.quote(path)}")
         lines.append('exec "$@"')
         return "\n".join(lines) + "\n"
+
+    def _holding_folder(self, mounts: Sequence[Mount], count: int) -> str:
+        """A new folder outside every mountPath with ``count`` mount points (recorded, removed by close())."""
+        for base in ("/run", "/var/tmp", "/root", "/"):
+            if os.path.isdir(base) and not any(_within(base, m.path) for m in mounts):
+                folder = Path(tempfile.mkdtemp(prefix="local-pod-hold-", dir=base))
+                self._created.append(folder)
+                for index in range(count):
+                    (folder / str(index)).mkdir()
+                    self._created.append(folder / str(index))
+                return shlex.quote(str(folder))
+        raise PodError("no folder outside the container's mounts to hold the local environment in")
 
     def _prepare_mount_points(self, mounts: Sequence[Mount]) -> None:
         """Create the mount points that do not exist here (recorded, and removed by close())."""

@@ -14,9 +14,10 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from fetcher.buffers import READ_SIZE
 from fetcher.errors import ArchiveError
 
-CHUNK = 1024 * 1024
+RATIO_CHECK_MIN = 1024 * 1024  # smaller members cannot make a bomb worth refusing
 SUPPORTED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 MAX_NAME_BYTES = 4096
 MAX_SEGMENT_BYTES = 255
@@ -130,7 +131,7 @@ def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.
                 f"the archive unpacks to more than the limit of {max_bytes} bytes",
                 hint="raise --max-model-size if the model really is that large",
             )
-        if info.file_size > CHUNK and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        if info.file_size > RATIO_CHECK_MIN and info.file_size > MAX_RATIO * max(info.compress_size, 1):
             raise ArchiveError(
                 f"entry {info.filename!r} has a compression ratio over {MAX_RATIO}:1 (a zip bomb?)"
             )
@@ -169,7 +170,7 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Pat
         with source:
             while True:
                 try:
-                    chunk = source.read(CHUNK)
+                    chunk = source.read(READ_SIZE)
                 except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
                         RuntimeError) as exc:
                     raise ArchiveError(f"entry {info.filename!r} is corrupt or truncated: {_reason(exc)}") from None

@@ -22,12 +22,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from fetcher.credentials.secrets import SecretValue
+from fetcher.buffers import READ_SIZE
 from fetcher.errors import DownloadError
 from fetcher.lease.uri import redact_url
 from fetcher.sources.parallel_download import ParallelDownload, RemoteFile, RetryableTransferError
 from fetcher.sources.parallel_download import TransferSettings as PartSettings
 
-CHUNK = 1024 * 1024
 MAX_REDIRECTS = 5
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024
@@ -163,7 +163,7 @@ class HttpDownload:
             if response.status_code != 206:
                 raise DownloadError(f"{redact_url(resource.url)}: the file changed during the download (no 206 for a range)")
             try:
-                while chunk := response.raw.read1(CHUNK):
+                while chunk := response.raw.read1(READ_SIZE):
                     yield chunk
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                     urllib3.exceptions.HTTPError) as exc:
@@ -176,7 +176,7 @@ class HttpDownload:
         try:
             with response:
                 # read1 hands over whatever has arrived, so bytes before a break are kept for the resume.
-                while chunk := response.raw.read1(CHUNK):
+                while chunk := response.raw.read1(READ_SIZE):
                     if end is not None and position + len(chunk) > end:
                         raise DownloadError(f"{redact_url(response.url)}: the server sent more than it announced")
                     if position + len(chunk) > self.settings.max_bytes:

@@ -21,6 +21,7 @@ import botocore.exceptions as botocore_errors
 from botocore import UNSIGNED
 from botocore.config import Config
 
+from fetcher.buffers import READ_SIZE
 from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import LeaseValues, S3Repository
@@ -29,7 +30,6 @@ from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
 from fetcher.sources.parallel_download import ParallelDownload, RetryableTransferError, TransferSettings
 from fetcher.sources.s3_keys import RemoteFile, check_is_model, model_prefix, select_objects
 
-CHUNK = 1024 * 1024
 DEFAULT_SIGNING_REGION = "us-east-1"  # what S3-compatible servers expect when none is given
 MAX_NAMES_SHOWN = 10
 REQUEST_ATTEMPTS = 5  # per request, with the standard mode's backoff; broken streams are resumed apart
@@ -260,7 +260,7 @@ class S3Source:
             except (botocore_errors.BotoCoreError, botocore_errors.ClientError) as exc:
                 raise map_error(exc, target, action=f"downloading {remote.key!r}") from None
             try:
-                yield from body.iter_chunks(CHUNK)
+                yield from body.iter_chunks(READ_SIZE)
             except (
                 botocore_errors.ResponseStreamingError,
                 botocore_errors.IncompleteReadError,
