@@ -83,7 +83,7 @@ def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
                         help="where a failure's reason is written for kubectl describe (default: %(default)s)")
     parser.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
                         help="models fetched at once (default: %(default)s)")
-    parser.add_argument("--transfer-concurrency", type=_positive_int, default=8, metavar="N",
+    parser.add_argument("--transfer-concurrency", type=_positive_int, default=4, metavar="N",
                         help="parallel transfers within one model, S3 objects or ranged parts (default: %(default)s)")
     parser.add_argument("--max-model-size", type=_size, default=DEFAULT_MAX_MODEL_BYTES, metavar="SIZE",
                         help="largest model accepted, downloaded or unpacked (default: 100G)")
@@ -154,7 +154,7 @@ def _options(args: argparse.Namespace) -> FetchOptions:
         ca_bundle=getattr(args, "ca_bundle", None),
         max_model_bytes=getattr(args, "max_model_size", DEFAULT_MAX_MODEL_BYTES),
         volume_mode=getattr(args, "volume_mode", "link"),
-        transfer_concurrency=getattr(args, "transfer_concurrency", 8),
+        transfer_concurrency=getattr(args, "transfer_concurrency", 4),
         model_timeout=float(getattr(args, "model_timeout", 3600)),
         read_timeout=float(getattr(args, "read_timeout", 60)),
     )

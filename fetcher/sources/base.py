@@ -25,7 +25,7 @@ class FetchOptions:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     model_timeout: float = 3600.0  # seconds one model's fetch may take in all
-    transfer_concurrency: int = 8
+    transfer_concurrency: int = 4
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,8 @@ class _Cancelled(Exception):
 @dataclass(frozen=True)
 class TransferSettings:
     concurrency: int = 8
-    part_size: int = 16 * MiB
-    multipart_threshold: int = 32 * MiB  # larger files are fetched in parts
+    part_size: int = 32 * MiB
+    multipart_threshold: int = 64 * MiB  # larger files are fetched in parts
     max_parts: int = 10_000
     attempts: int = 4  # per part, for broken streams (the client retries failed requests itself)
 
