@@ -12,11 +12,12 @@ import socket
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Iterator
 from urllib.parse import urlsplit
 
 from devkit.https_server import Fault
+from devkit.threaded_server import QuietThreadingServer, running
 
 
 @dataclass
@@ -98,15 +99,10 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
 
 
-class _ProxyServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _ProxyServer(QuietThreadingServer):
     def __init__(self, state: ProxyState) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.state = state
-
-    def handle_error(self, request, client_address) -> None:  # dropped connections are on purpose
-        return
 
 
 @dataclass
@@ -127,12 +123,5 @@ class RunningProxy:
 def fault_proxy(upstream_url: str) -> Iterator[RunningProxy]:
     parts = urlsplit(upstream_url)
     state = ProxyState(upstream_host=parts.hostname or "127.0.0.1", upstream_port=parts.port or 80)
-    server = _ProxyServer(state)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield RunningProxy(state=state, url=f"http://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with running(_ProxyServer(state)) as port:
+        yield RunningProxy(state=state, url=f"http://127.0.0.1:{port}")

@@ -9,10 +9,12 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Iterator
 from contextlib import contextmanager
+
+from devkit.threaded_server import QuietThreadingServer, running
 
 
 @dataclass
@@ -133,15 +135,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(QuietThreadingServer):
     def __init__(self, state: ServerState) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.state = state
-
-    def handle_error(self, request, client_address) -> None:  # broken connections are injected on purpose
-        return
 
 
 @dataclass
@@ -165,13 +162,8 @@ def serve_files(root: Path, *, tls: ssl.SSLContext | None = None, host_name: str
     server = _Server(state)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
-    port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield RunningServer(state=state, base_url=f"{'https' if tls else 'http'}://{host_name}:{port}")
-    finally:
-        state.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with running(server) as port:
+        try:
+            yield RunningServer(state=state, base_url=f"{'https' if tls else 'http'}://{host_name}:{port}")
+        finally:
+            state.stopping.set()  # ends injected stalls, so the server can shut down

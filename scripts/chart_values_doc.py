@@ -9,6 +9,7 @@ is. Used by the generators of chart/README.md's values table and of chart/values
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,3 +89,17 @@ def undocumented_leaves(values_file: Path) -> list[str]:
         if not any(".".join(parts[:n]) in documented for n in range(1, len(parts) + 1)):
             missing.append(leaf)
     return missing
+
+
+def write_or_check(target: Path, text: str, *, check: bool, make_target: str) -> int:
+    """Write a generated file, or with ``check`` only say (exit status 1) whether it is stale."""
+    root = Path(__file__).resolve().parent.parent
+    if check:
+        current = target.read_text(encoding="utf-8") if target.exists() else ""
+        if current != text:
+            print(f"{target.relative_to(root)} is out of date: run `make {make_target}`", file=sys.stderr)
+            return 1
+        return 0
+    target.write_text(text, encoding="utf-8")
+    print(f"wrote {target.relative_to(root)}")
+    return 0

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chart_values_doc import documented_values, undocumented_leaves  # noqa: E402
+from chart_values_doc import documented_values, undocumented_leaves, write_or_check  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VALUES = ROOT / "chart" / "values.yaml"
@@ -66,16 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail when the README's table is stale")
     args = parser.parse_args(argv)
-    current = README.read_text(encoding="utf-8")
-    text = render(current)
-    if args.check:
-        if text != current:
-            print(f"{README.relative_to(ROOT)} is out of date: run `make chart-docs`", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(text, encoding="utf-8")
-    print(f"wrote {README.relative_to(ROOT)}")
-    return 0
+    return write_or_check(README, render(README.read_text(encoding="utf-8")), check=args.check,
+                          make_target="chart-docs")
 
 
 if __name__ == "__main__":
