@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 from fetcher.errors import FetcherError
 from fetcher.logs import get_logger, human_rate
@@ -24,23 +26,38 @@ class ModelResult:
 
 
 def fetch_one(plan: ModelPlan, repository: Repository, options: FetchOptions, manifest: Manifest) -> ModelResult:
+    """Fetch and install one model, unless the manifest shows it installed and intact already."""
+    name = plan.spec.name
+    if manifest.is_current(name, plan_fingerprint(plan, options.volume_mode), repository.root / name):
+        get_logger().info("model=%s event=unchanged detail=already installed and verified, not fetched again", name)
+        return ModelResult(name=name, ok=True)
+    return install_model(plan, repository, options, manifest)
+
+
+def install_model(plan: ModelPlan, repository: Repository, options: FetchOptions, manifest: Manifest, *,
+                  on_installed: Callable[[Path], None] | None = None, done_event: str = "installed",
+                  start_detail: str = "") -> ModelResult:
+    """Fetch into a work folder, swap into the root, record in the manifest; one failure is one result.
+
+    ``on_installed(workdir)`` runs after the swap and before the model is recorded (the sidecar
+    loads it into Triton there); a FetcherError it raises fails the model like a fetch error.
+    """
     log = get_logger()
     name = plan.spec.name
     start = time.monotonic()
-    fingerprint = plan_fingerprint(plan, options.volume_mode)
-    if manifest.is_current(name, fingerprint, repository.root / name):
-        log.info("model=%s event=unchanged detail=already installed and verified, not fetched again", name)
-        return ModelResult(name=name, ok=True)
-    log.info("model=%s event=start source=%s location=%s secret=%s", name, plan.source, plan.location, plan.secret or "none")
+    log.info("model=%s event=start%s source=%s location=%s secret=%s", name, start_detail, plan.source,
+             plan.location, plan.secret or "none")
     workdir = None
     try:
         workdir = repository.workdir(name)
         fetched = source_for(plan, options).fetch(plan, workdir)
         manifest.forget(name)
         renamed = repository.install(name, fetched, workdir)
-        manifest.record(name, fingerprint, repository.root / name)
         if renamed is not None:
             log.info("model=%s event=renamed config_name=%s", name, renamed)
+        if on_installed is not None:
+            on_installed(workdir)
+        manifest.record(name, plan_fingerprint(plan, options.volume_mode), repository.root / name)
     except FetcherError as exc:
         seconds = time.monotonic() - start
         log.error("model=%s event=failed seconds=%.2f error=%s", name, seconds, exc)
@@ -54,8 +71,9 @@ def fetch_one(plan: ModelPlan, repository: Repository, options: FetchOptions, ma
             repository.discard(workdir)
     seconds = time.monotonic() - start
     log.info(
-        "model=%s event=installed %s bytes=%d seconds=%.2f rate=%s",
+        "model=%s event=%s %s bytes=%d seconds=%.2f rate=%s",
         name,
+        done_event,
         "linked" if fetched.link else "path=" + str(repository.root / name),
         fetched.bytes_transferred,
         seconds,

@@ -15,16 +15,15 @@ has loaded once it runs.
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetcher.errors import FetcherError, InstallError
-from fetcher.logs import get_logger, human_rate
-from fetcher.plan import source_for
+from fetcher.logs import get_logger
 from fetcher.repository.install import REPLACED_NAME, Repository
 from fetcher.repository.manifest import MANIFEST_NAME, Manifest, plan_fingerprint
+from fetcher.runner import install_model
 from fetcher.sources.base import FetchOptions, ModelPlan
 from fetcher.watch.triton_client import TritonClient
 
@@ -101,38 +100,21 @@ class Reconciler:
     def _apply(self, plan: ModelPlan, load: bool) -> str | None:
         """Fetch, swap in and load one model; the reason when it failed (the serving model is kept)."""
         name = plan.spec.name
-        final = self.repository.root / name
-        start = time.monotonic()
         previous = self.manifest.fingerprint(name)
-        self.log.info("model=%s event=start action=%s source=%s location=%s secret=%s", name,
-                      "replace" if previous else "add", plan.source, plan.location, plan.secret or "none")
-        workdir = None
-        try:
-            workdir = self.repository.workdir(name)
-            fetched = source_for(plan, self.options).fetch(plan, workdir)
-            self.manifest.forget(name)
-            self.repository.install(name, fetched, workdir)
-            if load:
-                try:
-                    self.triton.load(name)
-                except FetcherError:
-                    if not self._roll_back(name, workdir, previous):
-                        self._forget_in_triton(name)
-                    raise
-            self.manifest.record(name, plan_fingerprint(plan, self.options.volume_mode), final)
-        except FetcherError as exc:
-            self.log.error("model=%s event=failed seconds=%.2f error=%s", name, time.monotonic() - start, exc)
-            return str(exc)
-        except Exception as exc:  # one model's unexpected fault must not stop the others
-            self.log.error("model=%s event=failed error=internal %s", name, type(exc).__name__)
-            return f"internal error ({type(exc).__name__})"
-        finally:
-            if workdir is not None:
-                self.repository.discard(workdir)
-        seconds = time.monotonic() - start
-        self.log.info("model=%s event=%s bytes=%d seconds=%.2f rate=%s", name, "loaded" if load else "installed",
-                      fetched.bytes_transferred, seconds, human_rate(fetched.bytes_transferred, seconds))
-        return None
+
+        def load_into_triton(workdir: Path) -> None:
+            try:
+                self.triton.load(name)
+            except FetcherError:
+                if not self._roll_back(name, workdir, previous):
+                    self._forget_in_triton(name)
+                raise
+
+        result = install_model(plan, self.repository, self.options, self.manifest,
+                               on_installed=load_into_triton if load else None,
+                               done_event="loaded" if load else "installed",
+                               start_detail=" action=" + ("replace" if previous else "add"))
+        return result.error
 
     def _forget_in_triton(self, name: str) -> None:
         """A new model Triton refused stays listed as UNAVAILABLE, which makes Triton's (strict)
