@@ -6,7 +6,6 @@ Every tool runs as it would in a pod or a script: its own process(es), started f
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -246,7 +245,3 @@ def fetcher_fetch_options() -> list[str]:
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [flag for flag in ("--termination-log",) if flag in text]
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

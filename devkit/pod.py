@@ -167,20 +167,15 @@ class LocalPod:
             return folder, None
         if "ephemeral" in volume:
             return folder, None
-        if "configMap" in volume:
-            source = volume["configMap"]
-            data = self.config_maps.get(source["name"])
-            if data is None and not source.get("optional"):
-                raise PodError(f'volume "{name}": configmap "{source["name"]}" not found')
-            self._write_items(folder, data or {}, source.get("items"), what=f'configmap "{source["name"]}"')
-            return folder, None
-        if "secret" in volume:
-            source = volume["secret"]
-            data = self.secrets.get(source["secretName"])
-            if data is None and not source.get("optional"):
-                raise PodError(f'volume "{name}": secret "{source["secretName"]}" not found')
-            self._write_items(folder, data or {}, source.get("items"), what=f'secret "{source["secretName"]}"')
-            return folder, None
+        for kind, name_key, known, what in (("configMap", "name", self.config_maps, "configmap"),
+                                            ("secret", "secretName", self.secrets, "secret")):
+            if kind in volume:
+                source = volume[kind]
+                data = known.get(source[name_key])
+                if data is None and not source.get("optional"):
+                    raise PodError(f'volume "{name}": {what} "{source[name_key]}" not found')
+                self._write_items(folder, data or {}, source.get("items"), what=f'{what} "{source[name_key]}"')
+                return folder, None
         raise PodError(f'volume "{name}": this local pod does not support {sorted(set(volume) - {"name"})}')
 
     @staticmethod

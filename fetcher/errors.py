@@ -22,10 +22,6 @@ class FetcherError(Exception):
         return self.message
 
 
-class UsageError(FetcherError):
-    """The command line is wrong."""
-
-
 class ValuesError(FetcherError):
     """A values file cannot be read or breaks the schema."""
 

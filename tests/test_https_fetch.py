@@ -39,8 +39,8 @@ def installed(tmp_path: Path) -> list[str]:
 
 def test_https_with_matching_secret(tmp_path: Path, https_server, ca_file: Path, cli) -> None:
     https_server.state.required_auth["/private/"] = TOKEN
-    shutil.copy(https_server.state.root / "my_model.zip", (https_server.state.root / "private").mkdir() or
-                https_server.state.root / "private" / "my_model.zip")
+    (https_server.state.root / "private").mkdir()
+    shutil.copy(https_server.state.root / "my_model.zip", https_server.state.root / "private" / "my_model.zip")
     write_secret(tmp_path / "secrets", "ngc-model-pull", TOKEN)
     values = values_file(tmp_path, [{"secretName": "ngc-model-pull", "targetUri": "127.0.0.1/private"}],
                          [f"name=my_model,uri={https_server.url('private/my_model.zip')}",
@@ -103,7 +103,7 @@ def test_http_errors_name_the_model(tmp_path: Path, http_server, cli, path: str,
                                         f"name=good,uri={http_server.url('my_model.zip')}"])
     result = cli(*fetch_args(tmp_path, values))
     assert result.status == 1
-    assert f"model 'broken': " in result.stderr and expected in result.stderr
+    assert "model 'broken': " in result.stderr and expected in result.stderr
     assert installed(tmp_path) == ["good"]  # the models that succeeded stay
     assert "model 'broken'" in (tmp_path / "termination-log").read_text()
 

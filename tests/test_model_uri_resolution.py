@@ -8,14 +8,12 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from fetcher.cli.explain import print_plans
 from fetcher.errors import ResolutionError, ValuesError
 from fetcher.plan import plan_lease
-from fetcher.sources import s3 as s3_source
 from tests.support.lease_runs import lease, options_for
 
 REFERENCE_VALUES = {

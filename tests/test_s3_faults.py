@@ -13,7 +13,6 @@ from devkit.fault_proxy import ProxyRule, RunningProxy, fault_proxy
 from devkit.https_server import Fault
 from devkit.models import model_files
 from devkit.secrets import write_secret
-from fetcher.sources import s3 as s3_source
 from tests.support.lease_runs import run_fetch, s3_values
 from devkit.s3_server import TEST_ACCESS_KEY, TEST_SECRET_KEY, rclone_s3, write_bucket_files
 

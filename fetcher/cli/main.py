@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Callable, Sequence, TextIO
 
 from fetcher import __version__
 from fetcher.cli.explain import print_plans
@@ -40,24 +39,22 @@ def _size(text: str) -> int:
     return result
 
 
-def _positive_int(text: str) -> int:
+def _positive(text: str, convert: Callable[[str], float], what: str) -> float:
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be more than zero")
     return value
+
+
+def _count(text: str) -> int:
+    return int(_positive(text, int, "a whole number"))
+
+
+def _seconds(text: str) -> float:
+    return _positive(text, float, "a number of seconds")
 
 
 def _add_lease_options(parser: argparse.ArgumentParser) -> None:
@@ -81,15 +78,15 @@ def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
                              "or REQUESTS_CA_BUNDLE / AWS_CA_BUNDLE)")
     parser.add_argument("--termination-log", type=Path, default=Path(DEFAULT_TERMINATION_LOG), metavar="FILE",
                         help="where a failure's reason is written for kubectl describe (default: %(default)s)")
-    parser.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
+    parser.add_argument("--concurrency", type=_count, default=4, metavar="N",
                         help="models fetched at once (default: %(default)s)")
-    parser.add_argument("--transfer-concurrency", type=_positive_int, default=4, metavar="N",
+    parser.add_argument("--transfer-concurrency", type=_count, default=4, metavar="N",
                         help="parallel transfers within one model, S3 objects or ranged parts (default: %(default)s)")
     parser.add_argument("--max-model-size", type=_size, default=DEFAULT_MAX_MODEL_BYTES, metavar="SIZE",
                         help="largest model accepted, downloaded or unpacked (default: 100G)")
-    parser.add_argument("--model-timeout", type=_positive_int, default=3600, metavar="SECONDS",
+    parser.add_argument("--model-timeout", type=_seconds, default=3600.0, metavar="SECONDS",
                         help="longest one model's fetch may take (default: %(default)s)")
-    parser.add_argument("--read-timeout", type=_positive_int, default=60, metavar="SECONDS",
+    parser.add_argument("--read-timeout", type=_seconds, default=60.0, metavar="SECONDS",
                         help="longest wait for the next bytes from a server (default: %(default)s)")
     parser.add_argument("--volume-mode", choices=["link", "copy"], default="link",
                         help="install volume models as symbolic links or as copies (default: %(default)s)")
@@ -99,14 +96,14 @@ def _add_watch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-url", default="http://localhost:8000", metavar="URL",
                         help="Triton's HTTP endpoint, whose model repository API loads and unloads models "
                              "(default: %(default)s)")
-    parser.add_argument("--poll-interval", type=_positive_float, default=5.0, metavar="SECONDS",
+    parser.add_argument("--poll-interval", type=_seconds, default=5.0, metavar="SECONDS",
                         help="how often the values files are checked for a change (default: %(default)s)")
-    parser.add_argument("--retry-interval", type=_positive_float, default=60.0, metavar="SECONDS",
+    parser.add_argument("--retry-interval", type=_seconds, default=60.0, metavar="SECONDS",
                         help="first wait before a failed sync is tried again; doubles while it keeps failing "
                              "(default: %(default)s)")
-    parser.add_argument("--triton-connect-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
+    parser.add_argument("--triton-connect-timeout", type=_seconds, default=5.0, metavar="SECONDS",
                         help="longest wait to connect to Triton (default: %(default)s)")
-    parser.add_argument("--triton-timeout", type=_positive_float, default=600.0, metavar="SECONDS",
+    parser.add_argument("--triton-timeout", type=_seconds, default=600.0, metavar="SECONDS",
                         help="longest one load or unload may take, and longest wait for Triton to be live "
                              "before a change is applied (default: %(default)s)")
     parser.add_argument("--status-file", type=Path, metavar="FILE",
@@ -155,8 +152,8 @@ def _options(args: argparse.Namespace) -> FetchOptions:
         max_model_bytes=getattr(args, "max_model_size", DEFAULT_MAX_MODEL_BYTES),
         volume_mode=getattr(args, "volume_mode", "link"),
         transfer_concurrency=getattr(args, "transfer_concurrency", 4),
-        model_timeout=float(getattr(args, "model_timeout", 3600)),
-        read_timeout=float(getattr(args, "read_timeout", 60)),
+        model_timeout=getattr(args, "model_timeout", 3600.0),
+        read_timeout=getattr(args, "read_timeout", 60.0),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from fetcher.credentials.secrets import SecretStore
 from fetcher.lease.model_spec import ModelSpec
@@ -59,9 +59,6 @@ class FetchedModel:
     model_dir: Path  # holds config.pbtxt and/or numeric version folders
     bytes_transferred: int
     link: bool = False  # True: install a symbolic link to model_dir instead of moving it
-
-
-Progress = Callable[[int], None]
 
 
 class Source(Protocol):

@@ -87,7 +87,7 @@ def origin(url: str) -> tuple[str, str, int]:
 class HttpDownload:
     """One file's download. ``describe_status`` turns a final non-2xx response into a DownloadError."""
 
-    def __init__(self, url: str, secret: SecretValue | None, settings: TransferSettings,
+    def __init__(self, url: str, secret: SecretValue | None, settings: HttpSettings,
                  describe_status: Callable[[requests.Response, str], DownloadError]) -> None:
         self.start_url = url
         self.secret = secret
