@@ -117,12 +117,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return error.message.replace("'", "").replace(" is a required property", " is required")
     if error.validator == "pattern":
         return "does not have the expected form" + _schema_description(error)
-    if error.validator == "anyOf" and error.schema_path and "s3" in str(list(error.absolute_path)).lower():
-        return "needs endpoint or awsRegion"
     if error.validator == "anyOf":
-        return "needs one of: " + " or ".join(
-            "/".join(sub.get("required", [])) for sub in error.schema["anyOf"]
-        )
+        return "needs " + " or ".join("/".join(sub.get("required", [])) for sub in error.schema["anyOf"])
     if error.validator == "oneOf":
         return "must be 'name=<model>,uri=<uri>' or a mapping {name, uri}"
     if error.validator == "type":
