@@ -21,6 +21,7 @@ from devkit.threaded_server import QuietThreadingServer, running
 class RecordedRequest:
     path: str
     headers: dict[str, str]
+    query: str = ""
 
 
 @dataclass
@@ -65,9 +66,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         state = self.server.state
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         with state.lock:
-            state.requests.append(RecordedRequest(path=path, headers=dict(self.headers.items())))
+            state.requests.append(RecordedRequest(path=path, headers=dict(self.headers.items()), query=query))
         if path in state.redirects:
             self._reply(302, b"", {"Location": state.redirects[path]})
             return

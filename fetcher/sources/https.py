@@ -28,7 +28,7 @@ def plan_https(spec: ModelSpec, lease: LeaseValues) -> ModelPlan:
         spec=spec,
         source="https",
         repository=None,
-        location=redact_url(spec.uri.text),
+        location=spec.uri.shown,
         secret=choice.secret_name,
         reason=choice.reason,
         repository_config=choice.entry,
