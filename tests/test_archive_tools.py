@@ -179,3 +179,15 @@ def test_the_layout_is_the_one_info_zip_unzip_makes(tmp_path: Path, archive: str
     ours = install(path, tmp_path)
     assert files_of(ours) == files_of(theirs)
     assert sorted(p.relative_to(ours) for p in ours.rglob("*")) == sorted(p.relative_to(theirs) for p in theirs.rglob("*"))
+
+
+def test_an_unsupported_method_fails_naming_the_model_and_the_method(tmp_path: Path, http_server, cli) -> None:
+    shutil.copy(FIXTURES / "7zip_deflate64.zip", http_server.state.root / "deflate64.zip")
+    shutil.copy(FIXTURES / "bsdtar_dot.zip", http_server.state.root / "bsdtar.zip")
+    termination = tmp_path / "termination"
+    result = cli("fetch", "--dest", tmp_path / "repository", "--termination-log", termination,
+                 "--model", f"name=wide,uri={http_server.url('deflate64.zip')}",
+                 "--model", f"name=tool_model,uri={http_server.url('bsdtar.zip')}")
+    assert result.status == 1
+    assert "model 'wide':" in termination.read_text() and "Deflate64 (zip method 9)" in termination.read_text()
+    assert sorted(p.name for p in (tmp_path / "repository").iterdir()) == ["tool_model"]
