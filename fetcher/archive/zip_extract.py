@@ -47,9 +47,12 @@ MAX_RATIO = 1000  # uncompressed / compressed, for members larger than 1 MiB
 
 def is_junk(name: str) -> bool:
     parts = name.rstrip("/").split("/")
-    if parts[0] == "META-INF" and parts[1:] in ([], ["MANIFEST.MF"]):
-        return True
     return parts[0] == "__MACOSX" or parts[-1] == ".DS_Store" or parts[-1].startswith("._")
+
+
+def _is_jar_manifest(name: str) -> bool:
+    """``META-INF/`` and ``META-INF/MANIFEST.MF`` at the top: what ``jar`` adds to every archive."""
+    return name in ("META-INF/", "META-INF/MANIFEST.MF")
 
 
 def member_name(info: zipfile.ZipInfo) -> str:
@@ -172,7 +175,7 @@ def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.
     declared = 0
     for info in zf.infolist():
         info.filename = member_name(info)  # what the checks and the messages below see
-        if is_junk(info.filename):
+        if is_junk(info.filename) or _is_jar_manifest(info.filename):
             continue
         kind = _entry_kind(info)
         if kind == "dir" and _names_the_root(info.filename):
