@@ -9,7 +9,7 @@ import yaml
 
 from fetcher.errors import ModelSpecError
 from fetcher.lease.model_spec import parse_model_spec
-from fetcher.lease.uri import redact_url, redact_url_in_text
+from fetcher.lease.uri import redact_url
 
 # What an S3 presigned GET carries (the shape boto3's generate_presigned_url gives), an Azure SAS
 # signature and a plain token: every value is a credential until it expires.
@@ -29,6 +29,7 @@ SECRETS = (SIGNATURE, "AKIAEXAMPLEKEY7", "sas-sig-0a9b8c", "redirect-token-77d1"
     ("https://user:pw@h/m.zip?token=t#frag", "https://***@h/m.zip?token=***#***"),
     ("https://h/m.zip?bare-token-value", "https://h/m.zip?***"),
     ("https://h/m.zip", "https://h/m.zip"),
+    ("https://h/it's?sig=after-a-quote", "https://h/it's?sig=***"),
 ])
 def test_redact_url_hides_userinfo_and_every_query_value(url: str, shown: str) -> None:
     assert redact_url(url) == shown
@@ -36,7 +37,7 @@ def test_redact_url_hides_userinfo_and_every_query_value(url: str, shown: str) -
 
 def test_urls_inside_text_are_redacted() -> None:
     text = f"name=m,uri=https://h/m.zip?{PRESIGNED} and http://u:p@other/x?sig=sas-sig-0a9b8c"
-    redacted = redact_url_in_text(text)
+    redacted = redact_url(text)
     assert not any(secret in redacted for secret in SECRETS) and "u:p" not in redacted
     assert "X-Amz-Signature=***" in redacted and "http://***@other/x?sig=***" in redacted
 

@@ -10,7 +10,7 @@ from fetcher.errors import ModelSpecError
 
 REPOSITORY_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")  # to the next white space: quotes hide nothing
 HIDDEN = "***"
 
 
@@ -33,12 +33,16 @@ class ModelUri:
         return redact_url(self.text)
 
 
-def redact_url(url: str) -> str:
-    """The URL fit to print: a ``user:password@`` part, every query value and the fragment hidden.
+def redact_url(text: str) -> str:
+    """The URL (or any text holding URLs) fit to print: userinfo, every query value and the fragment hidden.
 
     A presigned URL (``X-Amz-Signature=``, ``sig=``, ``token=``...) is a credential until it
     expires, so no query value is ever printed; the parameter names stay, to tell URLs apart.
     """
+    return _URL_IN_TEXT.sub(lambda match: _redact_one(match.group()), text)
+
+
+def _redact_one(url: str) -> str:
     url = _USERINFO.sub(rf"\g<scheme>{HIDDEN}@", url)
     base, has_fragment, _fragment = url.partition("#")
     base, has_query, query = base.partition("?")
@@ -52,11 +56,6 @@ def _hide_value(item: str) -> str:
     if has_value:
         return f"{name}={HIDDEN}"
     return HIDDEN if item else item  # a bare item may be the token itself
-
-
-def redact_url_in_text(text: str) -> str:
-    """``text`` with every URL in it redacted as ``redact_url`` does."""
-    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group()), text)
 
 
 def parse_model_uri(text: str, *, model: str) -> ModelUri:
