@@ -50,5 +50,17 @@ class ModelLayoutError(FetcherError):
     """The fetched content is not exactly one Triton model."""
 
 
+class TooLargeError(DownloadError, ArchiveError):
+    """A model is larger than --max-model-size: a download, an archive's content, a volume folder or an S3 prefix.
+
+    Both a transfer and an archive error, so that either family's handler sees it.
+    """
+
+    def __init__(self, where: str, limit: int, *, size: int | None = None) -> None:
+        amount = f"{size} bytes, more" if size is not None else "more"
+        super().__init__(f"{where}: {amount} than the limit of {limit} bytes",
+                         hint="raise --max-model-size if the model really is that large")
+
+
 class InstallError(FetcherError):
     """The model could not be moved into the repository root."""

@@ -194,7 +194,7 @@ def test_sha256_is_checked(tmp_path: Path, http_server, cli) -> None:
 def test_size_limit_applies_to_the_download(tmp_path: Path, http_server, cli) -> None:
     values = values_file(tmp_path, [], [f"name=m,uri={http_server.url('my_model.zip')}"])
     result = cli(*fetch_args(tmp_path, values, "--max-model-size", "100"))
-    assert result.status == 1 and "larger than the limit of 100 bytes" in result.stderr
+    assert result.status == 1 and "the download: more than the limit of 100 bytes" in result.stderr
 
 
 def test_a_restart_does_not_download_installed_models_again(tmp_path: Path, site: Path, http_server, cli) -> None:

@@ -15,7 +15,7 @@ import yaml
 from devkit.models import write_model
 from fetcher.errors import ModelLayoutError, ModelSpecError, ResolutionError
 from fetcher.logs import get_logger
-from fetcher.repository.model_config import configured_name
+from fetcher.model_folder import configured_name
 from tests.support.lease_runs import run_fetch, tree, volume_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -152,7 +152,7 @@ def test_an_unmounted_volume_is_a_clear_error(tmp_path: Path) -> None:
 def test_copy_mode_honours_the_size_limit(volumes: Path, tmp_path: Path) -> None:
     run = run_fetch(volume_values("volume-models"), ["name=my_model,uri=model://volume-models/my_model"], tmp_path,
                     volume_mode="copy", max_model_bytes=10)
-    assert "more than the limit of 10" in (run.result("my_model").error or "")
+    assert "bytes, more than the limit of 10 bytes" in (run.result("my_model").error or "")
     assert not os.path.lexists(run.dest / "my_model")
 
 

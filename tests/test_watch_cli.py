@@ -13,7 +13,7 @@ import pytest
 from devkit.configmap import ConfigMapDir
 from devkit.https_server import serve_files
 from fetcher.cli.main import build_parser, run
-from fetcher.cli.status import ExitStatus
+from fetcher.exit_codes import ExitCode
 from fetcher.watch.values_watcher import ValuesWatcher, values_digest
 from watch_pod import WatchPod, new_pod
 
@@ -54,15 +54,15 @@ def test_watch_takes_the_fetch_options_and_its_own() -> None:
 
 
 def test_watch_refuses_a_poll_interval_of_zero(capsys) -> None:
-    assert run(["watch", "--dest", "x", "--poll-interval", "0"]) == ExitStatus.USAGE
+    assert run(["watch", "--dest", "x", "--poll-interval", "0"]) == ExitCode.USAGE
     assert "must be more than zero" in capsys.readouterr().err
 
 
 def test_status_without_a_status_file_is_not_ready(tmp_path: Path) -> None:
     out = io.StringIO()
-    assert run(["status", "--status-file", str(tmp_path / "none.json")], stdout=out) == ExitStatus.MODELS_FAILED
+    assert run(["status", "--status-file", str(tmp_path / "none.json")], stdout=out) == ExitCode.MODELS_FAILED
     assert "not ready" in out.getvalue()
-    assert run(["status"], stdout=io.StringIO()) == ExitStatus.USAGE
+    assert run(["status"], stdout=io.StringIO()) == ExitCode.USAGE
 
 
 def test_status_finds_the_default_file_beside_the_repository(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_status_finds_the_default_file_beside_the_repository(tmp_path: Path) -> 
     staging.mkdir()
     (staging / "status.json").write_text(json.dumps({"ready": True, "phase": "watching", "models": ["a"], "failures": {}}))
     out = io.StringIO()
-    assert run(["status", "--dest", str(tmp_path / "repository")], stdout=out) == ExitStatus.SUCCESS
+    assert run(["status", "--dest", str(tmp_path / "repository")], stdout=out) == ExitCode.SUCCESS
     assert out.getvalue().startswith("ready: phase=watching models=1 (a)")
 
 
@@ -90,7 +90,7 @@ def idle_pod(tmp_path: Path) -> Iterator[WatchPod]:
 def test_a_failed_initial_sync_exits_and_is_never_ready(idle_pod: WatchPod) -> None:
     idle_pod.lease({"ghost": "missing.zip"})
     idle_pod.start_watch()
-    assert idle_pod.process.wait(timeout=60) == ExitStatus.MODELS_FAILED
+    assert idle_pod.process.wait(timeout=60) == ExitCode.MODELS_FAILED
     status = idle_pod.status()
     assert status["ready"] is False and status["phase"] == "failed" and "ghost" in status["failures"]
     assert "model 'ghost'" in (idle_pod.tmp / "termination-log").read_text()
@@ -100,7 +100,7 @@ def test_a_failed_initial_sync_exits_and_is_never_ready(idle_pod: WatchPod) -> N
 def test_invalid_values_at_start_are_bad_input(idle_pod: WatchPod) -> None:
     idle_pod.configmap.update({"values.yaml": "lease: {models: ['name=a']}\n"})
     idle_pod.start_watch()
-    assert idle_pod.process.wait(timeout=60) == ExitStatus.BAD_INPUT
+    assert idle_pod.process.wait(timeout=60) == ExitCode.BAD_INPUT
     assert "values" in idle_pod.status()["failures"]
 
 
@@ -112,7 +112,7 @@ def test_broken_values_while_watching_are_reported_and_nothing_changes(idle_pod:
     assert "not valid YAML" in idle_pod.status()["failures"]["values"]
     assert idle_pod.status()["ready"] is True
     assert "event=values-refused" in idle_pod.log()
-    assert idle_pod.stop_watch() == ExitStatus.SUCCESS
+    assert idle_pod.stop_watch() == ExitCode.SUCCESS
 
 
 def test_a_change_while_triton_is_down_changes_nothing_and_is_reported(idle_pod: WatchPod) -> None:
@@ -123,4 +123,4 @@ def test_a_change_while_triton_is_down_changes_nothing_and_is_reported(idle_pod:
     idle_pod.wait(lambda: "triton" in idle_pod.status().get("failures", {}), "Triton's absence to be reported")
     assert "is not live" in idle_pod.status()["failures"]["triton"]
     assert list(idle_pod.repository.iterdir()) == []
-    assert idle_pod.stop_watch() == ExitStatus.SUCCESS
+    assert idle_pod.stop_watch() == ExitCode.SUCCESS

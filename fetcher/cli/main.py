@@ -9,7 +9,7 @@ from typing import Callable, Sequence, TextIO
 
 from fetcher import __version__
 from fetcher.cli.explain import print_plans
-from fetcher.cli.status import ExitStatus
+from fetcher.exit_codes import ExitCode
 from fetcher.credentials.secrets import SecretStore
 from fetcher.errors import FetcherError
 from fetcher.lease.values import load_lease
@@ -162,7 +162,7 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error
-        return int(exc.code or 0) and ExitStatus.USAGE
+        return int(exc.code or 0) and ExitCode.USAGE
     if args.command == "status":
         from fetcher.watch.command import run_status
 
@@ -180,10 +180,10 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
     except FetcherError as exc:
         log.error("error=%s", exc)
         write_termination_message(termination_log, [str(exc)])
-        return ExitStatus.BAD_INPUT
+        return ExitCode.BAD_INPUT
     if args.command == "explain":
         print_plans(plans, stdout, as_json=args.json)
-        return ExitStatus.SUCCESS
+        return ExitCode.SUCCESS
 
     dest: Path = args.dest
     repository = Repository(root=dest, staging=args.staging_dir or default_staging_dir(dest))
@@ -192,7 +192,7 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
     except FetcherError as exc:
         log.error("error=%s", exc)
         write_termination_message(termination_log, [str(exc)])
-        return ExitStatus.BAD_INPUT
+        return ExitCode.BAD_INPUT
     failures = [f"model {r.name!r}: {r.error}" for r in results if not r.ok]
     total = sum(r.bytes_transferred for r in results)
     log.info("event=done models=%d installed=%d failed=%d bytes=%d", len(results), len(results) - len(failures),
@@ -201,8 +201,8 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
         for line in failures:
             print(line, file=sys.stderr)
         write_termination_message(termination_log, failures)
-        return ExitStatus.MODELS_FAILED
-    return ExitStatus.SUCCESS
+        return ExitCode.MODELS_FAILED
+    return ExitCode.SUCCESS
 
 
 def main() -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fetcher.errors import ModelSpecError
-from fetcher.lease.uri import ModelUri, parse_model_uri
+from fetcher.lease.uri import ModelUri, parse_model_uri, redact_url
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 SPEC_KEYS = ("name", "uri", "sha256")
@@ -79,7 +79,5 @@ def _parse_spec_string(raw: str, *, origin: str) -> dict[str, str]:
 
 
 def _shorten(text: str) -> str:
-    from fetcher.lease.uri import redact_url_in_text
-
-    text = redact_url_in_text(text)
+    text = redact_url(text)
     return text if len(text) <= 200 else text[:197] + "..."

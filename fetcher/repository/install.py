@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fetcher.errors import InstallError
-from fetcher.repository.model_config import make_name_agree
+from fetcher.model_folder import make_name_agree
 from fetcher.sources.base import FetchedModel
 
 

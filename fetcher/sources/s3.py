@@ -22,7 +22,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError
+from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError, TooLargeError
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import LeaseValues, S3Repository
 from fetcher.logs import get_logger
@@ -171,11 +171,8 @@ class S3Source:
             )
         check_is_model(objects, where=f"model {plan.spec.name!r}: {target.where}")
         if objects.total_bytes > self.options.max_model_bytes:
-            raise DownloadError(
-                f"model {plan.spec.name!r}: {target.where} holds {objects.total_bytes} bytes, more than the limit of "
-                f"{self.options.max_model_bytes}",
-                hint="raise --max-model-size if the model really is that large",
-            )
+            raise TooLargeError(f"model {plan.spec.name!r}: {target.where}", self.options.max_model_bytes,
+                                size=objects.total_bytes)
         get_logger().info(
             "model=%s event=s3-listed objects=%d bytes=%d credentials=%s",
             plan.spec.name, len(objects.files), objects.total_bytes, target.credentials.kind,

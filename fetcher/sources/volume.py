@@ -13,11 +13,11 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError
+from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError, TooLargeError
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import VolumeRepository
 from fetcher.logs import get_logger
-from fetcher.repository.model_config import configured_name
+from fetcher.model_folder import CONFIG_NAME, NOT_A_MODEL, configured_name, is_model_dir
 from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
 
 MAX_ENTRIES_SHOWN = 10
@@ -78,18 +78,15 @@ class VolumeSource:
                 plan.spec.name, config_name,
             )
         if model.total_bytes > self.options.max_model_bytes:
-            raise DownloadError(
-                f"model {plan.spec.name!r}: {plan.location} holds {model.total_bytes} bytes, more than the limit of "
-                f"{self.options.max_model_bytes}",
-                hint="raise --max-model-size if the model really is that large",
-            )
+            raise TooLargeError(f"model {plan.spec.name!r}: {plan.location}", self.options.max_model_bytes,
+                                size=model.total_bytes)
         target = workdir / "model"
         copy_tree(model, target)
         return FetchedModel(model_dir=target, bytes_transferred=model.total_bytes)
 
 
 def _config_name(model_dir: Path) -> str | None:
-    config = model_dir / "config.pbtxt"
+    config = model_dir / CONFIG_NAME
     if not config.is_file():
         return None
     try:
@@ -122,9 +119,9 @@ def locate_model(volumes_dir: Path, volume: VolumeRepository, path: str, *, mode
         raise ModelLayoutError(f"{where}: a symbolic link to nothing ({str(candidate)!r})")
     if not real.is_dir():
         raise ModelLayoutError(f"{where}: {str(candidate)!r} is a file, not a model folder")
-    if not _is_model_dir(real):
+    if not is_model_dir(real):
         raise ModelLayoutError(
-            f"{where}: {str(candidate)!r} holds no Triton model (no config.pbtxt and no numeric version folder)",
+            f"{where}: {str(candidate)!r} holds no Triton model ({NOT_A_MODEL})",
             hint=_listing_hint(real, prefix="it holds"),
         )
     entries = tuple(_scan(real, mount_real, Path(), where, active=(real,)))
@@ -133,12 +130,6 @@ def locate_model(volumes_dir: Path, volume: VolumeRepository, path: str, *, mode
 
 def _is_inside(path: Path, root: Path) -> bool:
     return path == root or path.is_relative_to(root)
-
-
-def _is_model_dir(folder: Path) -> bool:
-    if (folder / "config.pbtxt").is_file():
-        return True
-    return any(child.name.isdigit() and child.is_dir() for child in folder.iterdir())
 
 
 def _scan(folder: Path, mount_real: Path, relative: Path, where: str, active: tuple[Path, ...]) -> list[TreeEntry]:

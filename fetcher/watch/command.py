@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from fetcher.cli.status import ExitStatus
+from fetcher.exit_codes import ExitCode
 from fetcher.errors import FetcherError
 from fetcher.lease.values import load_lease
 from fetcher.logs import get_logger
@@ -84,7 +84,7 @@ def run_watch(args: argparse.Namespace, options: FetchOptions) -> int:
         write_termination_message(args.termination_log, [str(exc)])
         status.phase, status.failures = "failed", {"values": str(exc)}
         write_status(status_file, status)
-        return ExitStatus.BAD_INPUT
+        return ExitCode.BAD_INPUT
 
     # Normally Triton starts after this sidecar is ready and loads the repository itself
     # (--load-model=*). Already up means this sidecar restarted beside it: apply through Triton.
@@ -98,7 +98,7 @@ def run_watch(args: argparse.Namespace, options: FetchOptions) -> int:
         write_termination_message(args.termination_log, lines)
         status.phase, status.failures = "failed", result.failures
         write_status(status_file, status)
-        return ExitStatus.MODELS_FAILED
+        return ExitCode.MODELS_FAILED
     status.ready, status.phase = True, "watching"
     _record(status, reconciler, result)
     write_status(status_file, status)
@@ -141,7 +141,7 @@ def run_watch(args: argparse.Namespace, options: FetchOptions) -> int:
     status.phase = "stopped"
     write_status(status_file, status)
     log.info("event=stopped")
-    return ExitStatus.SUCCESS
+    return ExitCode.SUCCESS
 
 
 def _wait_for_triton(triton: TritonClient, timeout: float, stop: threading.Event) -> bool:
@@ -171,11 +171,11 @@ def run_status(args: argparse.Namespace, stdout: TextIO) -> int:
         data = read_status(path)
     except FetcherError as exc:
         print(f"not ready: {exc}", file=stdout)
-        return ExitStatus.USAGE
+        return ExitCode.USAGE
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         print(f"not ready: no readable status at {str(path)!r} ({reason})", file=stdout)
-        return ExitStatus.MODELS_FAILED
+        return ExitCode.MODELS_FAILED
     if args.json:
         print(json.dumps(data, indent=1, sort_keys=True), file=stdout)
     else:
@@ -188,4 +188,4 @@ def run_status(args: argparse.Namespace, stdout: TextIO) -> int:
     ready = bool(data.get("ready"))
     if args.require_healthy:
         ready = ready and not data.get("failures")
-    return ExitStatus.SUCCESS if ready else ExitStatus.MODELS_FAILED
+    return ExitCode.SUCCESS if ready else ExitCode.MODELS_FAILED
