@@ -10,17 +10,14 @@ from fetcher.credentials.secrets import SecretStore
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import HttpsRepository, S3Repository, VolumeRepository
 
-DEFAULT_MAX_MODEL_BYTES = 100 * 1024**3
-
-
 @dataclass(frozen=True)
 class FetchOptions:
-    """Settings every source may need, from the command line."""
+    """Settings every source may need, built by the command line; the defaults here are its defaults."""
 
     secrets: SecretStore
     volumes_dir: Path
     ca_bundle: str | None = None
-    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    max_model_bytes: int = 100 * 1024**3
     volume_mode: str = "link"  # "link" or "copy"
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
