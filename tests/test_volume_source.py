@@ -164,11 +164,11 @@ def test_locate_model_errors_are_typed(tmp_path: Path) -> None:
     (tmp_path / "vol").mkdir()
     (tmp_path / "vol" / "file").write_text("x")
     with pytest.raises(ModelLayoutError, match="is a file"):
-        locate_model(tmp_path, volume, "file", model_name="m")
+        locate_model(tmp_path, volume, "file")
     write_model(tmp_path / "outside", "outside")
     (tmp_path / "vol" / "up").symlink_to("..")
     with pytest.raises(ResolutionError, match="outside the volume"):
-        locate_model(tmp_path, volume, "up/outside", model_name="m")
+        locate_model(tmp_path, volume, "up/outside")
 
 
 def _cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -236,17 +236,10 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
     termination_log = args.termination_log if args.command == "fetch" else None
     options = _fetch_options(args) if args.command == "fetch" else _lease_options(args)
     try:
-        lease = load_lease(args.values, args.model)
-        plans = plan_lease(lease, options)
-    except FetcherError as exc:
-        log.error("error=%s", exc)
-        write_termination_message(termination_log, [str(exc)])
-        return ExitCode.BAD_INPUT
-    if args.command == "explain":
-        print_plans(plans, stdout, as_json=args.json)
-        return ExitCode.SUCCESS
-
-    try:
+        plans = plan_lease(load_lease(args.values, args.model), options)
+        if args.command == "explain":
+            print_plans(plans, stdout, as_json=args.json)
+            return ExitCode.SUCCESS
         results = fetch_all(plans, _repository(args), options, args.concurrency)
     except FetcherError as exc:
         log.error("error=%s", exc)
