@@ -64,3 +64,24 @@ class TooLargeError(DownloadError, ArchiveError):
 
 class InstallError(FetcherError):
     """The model could not be moved into the repository root."""
+
+
+def os_reason(exc: BaseException) -> str | None:
+    """The system's reason behind a network library's exception ("Connection refused", "Name or
+    service not known"), found through its causes, contexts, ``reason`` and arguments. Never a URL
+    or a server's text, which may carry tokens."""
+    queue: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while queue and len(seen) < 50:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and isinstance(current.strerror, str) and current.strerror:
+            return current.strerror
+        kwargs = getattr(current, "kwargs", None)  # botocore keeps the underlying error there
+        for inner in (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args,
+                      *(kwargs.values() if isinstance(kwargs, dict) else ())):
+            if isinstance(inner, BaseException):
+                queue.append(inner)
+    return None

@@ -330,6 +330,7 @@ def test_an_unreachable_endpoint_is_named(tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="cannot reach the S3 endpoint") as caught:
         fetch_directly(values, "name=m,uri=model://repo0/m", tmp_path, source)
     assert url in str(caught.value)
+    assert "(Connection refused)" in str(caught.value)
 
 
 def test_a_missing_bucket_is_named(public_s3: S3Endpoint, tmp_path: Path) -> None:

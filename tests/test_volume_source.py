@@ -147,6 +147,7 @@ def test_an_unmounted_volume_is_a_clear_error(tmp_path: Path) -> None:
     run = run_fetch(volume_values("vol"), ["name=m,uri=model://vol/m"], tmp_path)
     error = run.result("m").error or ""
     assert "volume repository 'vol' (claim 'vol-claim') is not mounted at" in error
+    assert "model 'm'" not in error  # whoever reports the failure names the model, once
 
 
 def test_copy_mode_honours_the_size_limit(volumes: Path, tmp_path: Path) -> None:

@@ -62,7 +62,36 @@ def test_status_without_a_status_file_is_not_ready(tmp_path: Path) -> None:
     out = io.StringIO()
     assert run(["status", "--status-file", str(tmp_path / "none.json")], stdout=out) == ExitCode.MODELS_FAILED
     assert "not ready" in out.getvalue()
-    assert run(["status"], stdout=io.StringIO()) == ExitCode.USAGE
+
+
+def test_status_without_arguments_is_a_usage_error_not_a_probe_result(capsys) -> None:
+    out = io.StringIO()
+    assert run(["status"], stdout=out) == ExitCode.USAGE
+    assert out.getvalue() == ""
+    assert "error: give --status-file FILE, or --dest DIR" in capsys.readouterr().err
+
+
+def test_status_json_without_a_status_file_is_still_json(tmp_path: Path) -> None:
+    out = io.StringIO()
+    missing = tmp_path / "none.json"
+    assert run(["status", "--json", "--status-file", str(missing)], stdout=out) == ExitCode.MODELS_FAILED
+    answer = json.loads(out.getvalue())
+    assert answer["ready"] is False and answer["healthy"] is False
+    assert str(missing) in answer["error"]
+
+
+def test_a_triton_url_without_a_scheme_is_refused(capsys) -> None:
+    assert run(["watch", "--dest", "x", "--triton-url", "localhost:8000"]) == ExitCode.USAGE
+    assert "'localhost:8000' has no scheme: write http://localhost:8000" in capsys.readouterr().err
+
+
+def test_an_unreachable_triton_is_named_with_the_cause() -> None:
+    from devkit.ports import free_port
+    from fetcher.watch.triton_client import TritonClient, TritonError
+
+    client = TritonClient(f"http://127.0.0.1:{free_port()}", connect_timeout=2.0, load_timeout=2.0)
+    with pytest.raises(TritonError, match=r"load of model 'm': cannot reach Triton at .* \(Connection refused\)"):
+        client.load("m")
 
 
 def test_status_finds_the_default_file_beside_the_repository(tmp_path: Path) -> None:
@@ -124,3 +153,16 @@ def test_a_change_while_triton_is_down_changes_nothing_and_is_reported(idle_pod:
     assert "is not live" in idle_pod.status()["failures"]["triton"]
     assert list(idle_pod.repository.iterdir()) == []
     assert idle_pod.stop_watch() == ExitCode.SUCCESS
+
+
+def test_debug_and_traceback_switch_on_debug_logging(tmp_path: Path) -> None:
+    import logging
+
+    from fetcher.logs import get_logger
+
+    for switch in ("--debug", "--traceback"):
+        assert build_parser().parse_args(["explain", switch]).debug is True
+        assert run(["explain", switch], stdout=io.StringIO()) == ExitCode.SUCCESS
+        assert get_logger().level == logging.DEBUG
+    run(["explain"], stdout=io.StringIO())
+    assert get_logger().level == logging.INFO

@@ -23,7 +23,7 @@ from urllib3.util.retry import Retry
 
 from fetcher.credentials.secrets import SecretValue
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import DownloadError, TooLargeError
+from fetcher.errors import DownloadError, TooLargeError, os_reason
 from fetcher.lease.uri import redact_url
 from fetcher.sources.parallel_download import ParallelDownload, RemoteFile, RetryableTransferError
 from fetcher.sources.parallel_download import TransferSettings as PartSettings
@@ -279,4 +279,5 @@ def _cause(exc: BaseException) -> str:
         inner = inner.__context__
     name = type(inner or exc).__name__
     text = str(getattr(inner, "strerror", "") or "") if inner is not None else ""
+    text = text or os_reason(exc) or ""  # requests hides "Connection refused" deeper than the context chain
     return f"{name}{': ' + text if text else ''}"

@@ -22,7 +22,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError, TooLargeError
+from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError, TooLargeError, os_reason
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import LeaseValues, S3Repository
 from fetcher.logs import get_logger
@@ -317,7 +317,7 @@ def map_error(exc: Exception, target: S3Target, *, action: str) -> DownloadError
     if isinstance(exc, (botocore_errors.EndpointConnectionError, botocore_errors.ConnectTimeoutError,
                         botocore_errors.ProxyConnectionError)):
         return DownloadError(
-            f"{where}: cannot reach the S3 endpoint ({type(exc).__name__})",
+            f"{where}: cannot reach the S3 endpoint ({os_reason(exc) or type(exc).__name__})",
             hint="check the endpoint URL (or awsRegion) and that the endpoint is reachable from the pod",
         )
     if isinstance(exc, botocore_errors.ReadTimeoutError):
