@@ -37,7 +37,7 @@ class SyncResult:
 
 class Reconciler:
     def __init__(self, repository: Repository, options: FetchOptions, triton: TritonClient, *,
-                 concurrency: int = 4, unload_timeout: float = 600.0) -> None:
+                 concurrency: int, unload_timeout: float) -> None:
         self.repository = repository
         self.options = options
         self.triton = triton
