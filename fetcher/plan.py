@@ -20,6 +20,8 @@ from fetcher.sources.base import FetchOptions, ModelPlan, Source
 
 @dataclass(frozen=True)
 class SourceKind:
+    """One row of the table: where a kind of source lives and which values entries it serves."""
+
     module: str  # defines plan(spec, repository config or None, lease, options) -> ModelPlan and Source(options)
     repositories: Callable[[LeaseValues], tuple[VolumeRepository | S3Repository, ...]]  # the values entries it serves
 

@@ -10,6 +10,7 @@ from fetcher.credentials.secrets import SecretStore
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import HttpsRepository, S3Repository, VolumeRepository
 
+
 @dataclass(frozen=True)
 class FetchOptions:
     """Settings every source may need, built by the command line; the defaults here are its defaults."""
