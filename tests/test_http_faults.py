@@ -179,3 +179,11 @@ def test_a_file_that_changes_between_parts_is_reported_as_changed(tmp_path: Path
                 download(server.url("weights.zip"), tmp_path / "out", parallel_min_bytes=1, part_bytes=1 << 20)
         finally:
             transfer_module.HttpDownload._fetch_parts = original
+
+
+def test_a_refused_connection_says_so(tmp_path: Path) -> None:
+    from devkit.ports import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/weights.zip"
+    with pytest.raises(DownloadError, match="cannot connect: .*Connection refused"):
+        download(url, tmp_path / "out.zip")

@@ -75,6 +75,11 @@ def _parse_spec_string(raw: str, *, origin: str) -> dict[str, str]:
         if key in fields:
             raise ModelSpecError(f"{origin}: model spec {_shorten(text)!r} gives {key} twice")
         fields[key] = value.strip()
+    if "uri" not in fields and "," in fields.get("name", ""):
+        raise ModelSpecError(
+            f"{origin}: model spec {_shorten(text)!r} has no uri=",
+            hint="write name=<model>,uri=<uri>: the value after the comma needs 'uri=' before it",
+        )
     return fields
 
 
