@@ -13,7 +13,7 @@ from fetcher.logs import get_logger, human_rate
 from fetcher.plan import source_for
 from fetcher.repository.install import Repository
 from fetcher.repository.manifest import MANIFEST_NAME, Manifest, plan_fingerprint
-from fetcher.sources.base import FetchOptions, ModelPlan
+from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,15 @@ def fetch_one(plan: ModelPlan, repository: Repository, options: FetchOptions, ma
     return install_model(plan, repository, options, manifest)
 
 
+def fetch_model(plan: ModelPlan, options: FetchOptions, workdir: Path) -> FetchedModel:
+    """The model from its source, or through the node's cache when one is set (HTTP(S) and S3 models:
+    volume models are on a claim of the cluster already)."""
+    source = source_for(plan, options)
+    if options.cache is None or plan.source == "volume":
+        return source.fetch(plan, workdir)
+    return options.cache.provide(plan, options, workdir, lambda folder: source.fetch(plan, folder))
+
+
 def install_model(plan: ModelPlan, repository: Repository, options: FetchOptions, manifest: Manifest, *,
                   on_installed: Callable[[Path], None] | None = None, done_event: str = "installed",
                   start_detail: str = "") -> ModelResult:
@@ -50,7 +59,7 @@ def install_model(plan: ModelPlan, repository: Repository, options: FetchOptions
     workdir = None
     try:
         workdir = repository.workdir(name)
-        fetched = source_for(plan, options).fetch(plan, workdir)
+        fetched = fetch_model(plan, options, workdir)
         manifest.forget(name)
         renamed = repository.install(name, fetched, workdir)
         if renamed is not None:
@@ -85,8 +94,11 @@ def install_model(plan: ModelPlan, repository: Repository, options: FetchOptions
 
 def fetch_all(plans: list[ModelPlan], repository: Repository, options: FetchOptions, concurrency: int) -> list[ModelResult]:
     repository.prepare()
-    if not plans:
-        return []
-    manifest = Manifest(repository.staging / MANIFEST_NAME)
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(plans))), thread_name_prefix="model") as pool:
-        return list(pool.map(lambda plan: fetch_one(plan, repository, options, manifest), plans))
+    results: list[ModelResult] = []
+    if plans:
+        manifest = Manifest(repository.staging / MANIFEST_NAME)
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(plans))), thread_name_prefix="model") as pool:
+            results = list(pool.map(lambda plan: fetch_one(plan, repository, options, manifest), plans))
+    if options.cache is not None:
+        options.cache.keep_only(repository.root)
+    return results

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
 from fetcher import __version__
+from fetcher.cache.store import CacheSettings, ModelCache
 from fetcher.cli.explain import print_plans
 from fetcher.credentials.secrets import SecretStore
 from fetcher.errors import FetcherError
@@ -34,8 +37,10 @@ DEFAULT_CONCURRENCY = 4  # models fetched at once
 
 
 def _size(text: str) -> int:
+    """Bytes, or a number with K, M, G, T (1024-based; Ki, Mi, Gi, Ti and KiB... say the same)."""
     units = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    value = text.strip().lower().removesuffix("b")
+    value = value.removesuffix("i") if value[-2:-1] in ("k", "m", "g", "t") else value
     unit = value[-1] if value and value[-1] in units else ""
     number = value[: -1] if unit else value
     try:
@@ -114,6 +119,15 @@ def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
                         help="longest wait for the next bytes from a server (default: %(default)s)")
     parser.add_argument("--volume-mode", choices=["link", "copy"], default=FetchOptions.volume_mode,
                         help="install volume models as symbolic links or as copies (default: %(default)s)")
+    parser.add_argument("--cache-dir", type=Path, metavar="DIR",
+                        help="a model cache shared by the pods of the node: HTTP(S) and S3 models are fetched "
+                             "into it once and linked from it (mount it at the same path in Triton)")
+    parser.add_argument("--cache-lease-grace", type=float, default=CacheSettings.lease_grace, metavar="SECONDS",
+                        help="how long the entries a pod links to stay protected from eviction after its "
+                             "fetcher ends, when no process of the pod holds its lease lock (default: %(default)s)")
+    parser.add_argument("--cache-max-size", type=_size, metavar="SIZE",
+                        help="the cache's size limit, in bytes or with a Ki, Mi, Gi or Ti suffix; least recently "
+                             "used entries that no running pod needs are evicted to stay under it")
 
 
 def _add_watch_options(parser: argparse.ArgumentParser) -> None:
@@ -173,9 +187,21 @@ def _lease_options(args: argparse.Namespace) -> FetchOptions:
     return FetchOptions(secrets=SecretStore(args.secrets_dir), volumes_dir=args.volumes_dir)
 
 
+def _cache(args: argparse.Namespace) -> ModelCache | None:
+    if args.cache_dir is None and args.cache_max_size is None:
+        return None
+    if args.cache_dir is None or args.cache_max_size is None:
+        given, missing = ("--cache-dir", "--cache-max-size") if args.cache_dir else ("--cache-max-size", "--cache-dir")
+        raise FetcherError(f"{given} is given without {missing}", hint="the cache needs both its folder and its size limit")
+    pod_id = os.environ.get("POD_UID") or socket.gethostname()
+    return ModelCache(CacheSettings(root=args.cache_dir, max_bytes=args.cache_max_size, pod_id=pod_id,
+                                    lease_grace=args.cache_lease_grace, wait_timeout=args.model_timeout))
+
+
 def _fetch_options(args: argparse.Namespace) -> FetchOptions:
     return dataclasses.replace(
         _lease_options(args),
+        cache=_cache(args),
         ca_bundle=args.ca_bundle,
         max_model_bytes=args.max_model_size,
         volume_mode=args.volume_mode,
@@ -229,12 +255,21 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
     if args.command == "status":
         return _status(args, stdout)
     log = configure("DEBUG" if args.debug else args.log_level)
+    termination_log = args.termination_log if args.command in ("fetch", "watch") else None
+    try:
+        options = _fetch_options(args) if args.command in ("fetch", "watch") else _lease_options(args)
+    except FetcherError as exc:
+        log.error("error=%s", exc)
+        write_termination_message(termination_log, [str(exc)])
+        return ExitCode.USAGE
     if args.command == "watch":
         from fetcher.watch.command import run_watch
 
-        return run_watch(_watch_settings(args), _fetch_options(args))
-    termination_log = args.termination_log if args.command == "fetch" else None
-    options = _fetch_options(args) if args.command == "fetch" else _lease_options(args)
+        try:
+            return run_watch(_watch_settings(args), options)
+        finally:
+            if options.cache is not None:
+                options.cache.close()
     try:
         plans = plan_lease(load_lease(args.values, args.model), options)
         if args.command == "explain":
@@ -245,6 +280,9 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
         log.error("error=%s", exc)
         write_termination_message(termination_log, [str(exc)])
         return ExitCode.BAD_INPUT
+    finally:
+        if options.cache is not None:
+            options.cache.close()  # the pod's lease lock: its Triton (or its grace period) keeps the entries now
     failures = [f"model {r.name!r}: {r.error}" for r in results if not r.ok]
     total = sum(r.bytes_transferred for r in results)
     log.info("event=done models=%d installed=%d failed=%d bytes=%d", len(results), len(results) - len(failures),

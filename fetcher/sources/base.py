@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
 
 from fetcher.credentials.secrets import SecretStore
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import HttpsRepository, S3Repository, VolumeRepository
+
+if TYPE_CHECKING:
+    from fetcher.cache.store import ModelCache
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class FetchOptions:
     read_timeout: float = 60.0
     model_timeout: float = 3600.0  # seconds one model's fetch may take in all
     transfer_concurrency: int = 4
+    cache: ModelCache | None = None  # the node's shared model cache (--cache-dir), if any
 
 
 RepositoryConfig = HttpsRepository | VolumeRepository | S3Repository

@@ -100,6 +100,22 @@ class HttpDownload:
     def close(self) -> None:
         self.session.close()
 
+    def describe(self, response: requests.Response) -> Resource:
+        """What a first response (a whole body, or a range) says about the file."""
+        return Resource(
+            url=response.url,
+            size=_content_length(response),
+            accepts_ranges=(response.status_code == 206
+                            or response.headers.get("Accept-Ranges", "").lower() == "bytes"),
+            validator=response.headers.get("ETag") or response.headers.get("Last-Modified"),
+        )
+
+    def probe(self) -> Resource:
+        """What the server says about the file now, for one byte of it (a change check)."""
+        response = self._open(self.start_url, first_byte=0, last_byte=0, validator=None)
+        response.close()  # a server without ranges sends the whole file: it is not read
+        return self.describe(response)
+
     def fetch_to(self, target: str) -> int:
         """Download into ``target``; return the bytes received. The file is complete when it returns."""
         response = self._open(self.start_url, first_byte=0, validator=None)

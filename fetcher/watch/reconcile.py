@@ -78,6 +78,8 @@ class Reconciler:
                     result.applied.append(plan.spec.name)
                 else:
                     result.failures[plan.spec.name] = error
+        if self.options.cache is not None:
+            self.options.cache.keep_only(self.repository.root)
         return result
 
     def _remove(self, name: str, load: bool) -> None:

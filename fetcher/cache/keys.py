@@ -1,0 +1,87 @@
+"""What a cache entry is keyed on: where the model is, and what its source says the content is now.
+
+The source is asked with the asking pod's own credentials (a one-byte ranged GET with its
+Authorization secret, an S3 listing with its keys or role). That request is also the tenant rule:
+a pod that cannot reach the model gets an error from its source, never a key into the cache, and
+a pod that can reach it gets the entry of exactly the content its source names (same ETag,
+Last-Modified or object ETags and sizes), which it could have downloaded itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from fetcher.sources.base import FetchOptions, ModelPlan
+
+
+def source_validators(plan: ModelPlan[Any], options: FetchOptions) -> dict[str, Any] | None:
+    """The source's validators of the model, asked now with the pod's credentials; None when it gives none."""
+    if plan.source == "https":
+        return _https_validators(plan, options)
+    if plan.source == "s3":
+        return _s3_validators(plan, options)
+    return None
+
+
+def cache_key(plan: ModelPlan[Any], validators: dict[str, Any] | None) -> str | None:
+    """The entry's name: a digest of the model's location and its validators (or the lease's sha256).
+
+    None when the source says nothing that identifies the content: such a model is not cached.
+    The full URL (query included) goes into the digest and never into the cache in clear.
+    """
+    if validators is None and plan.spec.sha256 is None:
+        return None
+    if plan.source == "https":
+        where: Any = plan.target.url
+    elif plan.source == "s3":
+        bucket = plan.target.bucket
+        where = [bucket.endpoint, bucket.aws_region, bucket.bucket_name, plan.target.prefix]
+    else:
+        return None
+    described = {"source": plan.source, "where": where, "validators": validators, "sha256": plan.spec.sha256}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:40]
+
+
+def _https_validators(plan: ModelPlan[Any], options: FetchOptions) -> dict[str, Any] | None:
+    from fetcher.sources.http_transfer import HttpDownload, HttpSettings
+    from fetcher.sources.https import HttpsSource, _status_error
+
+    source = HttpsSource(options)
+    settings = HttpSettings(
+        ca_bundle=options.ca_bundle,
+        connect_timeout=options.connect_timeout,
+        read_timeout=options.read_timeout,
+        max_bytes=options.max_model_bytes,
+        concurrency=1,
+        deadline=time.monotonic() + min(options.model_timeout, 4 * options.read_timeout),
+    )
+    download = HttpDownload(plan.target.url, source._secret(plan), settings,
+                            lambda response, url: _status_error(response, url, plan))
+    try:
+        resource = download.probe()
+    finally:
+        download.close()
+    if resource.validator is None:
+        return None
+    return {"validator": resource.validator, "size": resource.size}
+
+
+def _s3_validators(plan: ModelPlan[Any], options: FetchOptions) -> dict[str, Any] | None:
+    import botocore.exceptions as botocore_errors
+
+    from fetcher.sources.s3 import S3Source, map_error
+
+    target = plan.target
+    client = S3Source(options)._client(target)
+    objects: dict[str, list[Any]] = {}
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=target.bucket.bucket_name,
+                                                                       Prefix=target.prefix):
+            for item in page.get("Contents") or []:
+                objects[item["Key"]] = [item.get("ETag"), int(item.get("Size", 0))]
+    except (botocore_errors.BotoCoreError, botocore_errors.ClientError) as exc:
+        raise map_error(exc, target, action="listing") from None
+    return {"objects": objects} if objects else None
