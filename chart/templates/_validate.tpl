@@ -53,6 +53,9 @@ lists them all, each naming the value at fault.
 {{- if and (eq .Values.modelRepository.type "existingClaim") (not .Values.modelRepository.existingClaim.claimName) -}}
 {{- $errors = append $errors "modelRepository.existingClaim.claimName is required when modelRepository.type is existingClaim" -}}
 {{- end -}}
+{{- if and .Values.fetcher.cache.enabled (eq .Values.fetcher.cache.type "existingClaim") (not .Values.fetcher.cache.existingClaim.claimName) -}}
+{{- $errors = append $errors "fetcher.cache.existingClaim.claimName is required when fetcher.cache.enabled is true and fetcher.cache.type is existingClaim (or set fetcher.cache.type: hostPath)" -}}
+{{- end -}}
 {{- if and .Values.fetcher.caBundle.configMapName (not .Values.fetcher.caBundle.key) -}}
 {{- $errors = append $errors "fetcher.caBundle.key is required when fetcher.caBundle.configMapName is set" -}}
 {{- end -}}
