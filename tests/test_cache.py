@@ -261,3 +261,45 @@ def test_cache_max_size_takes_bytes_or_binary_suffixes(text: str, expected: int)
     args = build_parser().parse_args(["fetch", "--values", "v", "--dest", "d", "--cache-dir", "c",
                                       "--cache-max-size", text])
     assert args.cache_max_size == expected
+
+
+@pytest.mark.usefixtures("no_ambient_aws_credentials")
+def test_an_s3_model_goes_only_to_pods_whose_keys_can_list_it(tmp_path: Path) -> None:
+    from devkit.s3_server import rclone_s3, write_bucket_files
+    from fetcher.cache.store import CacheSettings, ModelCache
+    from tests.support.lease_runs import run_fetch, s3_values, write_secret as write_key
+
+    write_bucket_files(tmp_path / "s3", "models", {f"s3_model/{k}": v for k, v in model_files("s3_model").items()})
+    cache = tmp_path / "cache"
+    with rclone_s3(tmp_path / "s3", keys=("cacheaccess", "cachesecret0123456789")) as endpoint:
+        values = s3_values({"repositoryName": "repo0", "bucketName": "models", "endpoint": endpoint.url,
+                            "accessKey": "s3-access", "secretKey": "s3-secret"})
+        model = ["name=s3_model,uri=model://repo0/s3_model"]
+        runs = {}
+        for pod, secret_key in (("pod-a", "cachesecret0123456789"), ("pod-b", "not-the-secret-key-000"),
+                                ("pod-c", "cachesecret0123456789")):
+            home = tmp_path / pod
+            write_key(home / "secrets", "s3-access", "cacheaccess")
+            write_key(home / "secrets", "s3-secret", secret_key)
+            handle = ModelCache(CacheSettings(root=cache, max_bytes=1024**2, pod_id=pod, lease_grace=0))
+            try:
+                runs[pod] = run_fetch(values, model, home, cache=handle)
+            finally:
+                handle.close()
+    owner, denied, other = (runs[p].result("s3_model") for p in ("pod-a", "pod-b", "pod-c"))
+    assert owner.ok and owner.bytes_transferred > 0
+    assert not denied.ok and "SignatureDoesNotMatch" in (denied.error or "")
+    assert not (runs["pod-b"].dest / "s3_model").exists()
+    assert other.ok and other.bytes_transferred == 0  # taken from the cache, after its own listing succeeded
+    assert entry_of(runs["pod-c"].dest / "s3_model") == entry_of(runs["pod-a"].dest / "s3_model")
+
+
+def test_the_cache_bench_runs(tmp_path: Path) -> None:
+    """A tiny run of `python -m bench.cache` (not a performance check)."""
+    done = subprocess.run([sys.executable, "-m", "bench.cache", "--size", "1Mi", "--runs", "1",
+                           "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert {"download", "miss", "hit", "symbolic link"} <= set(rows)
+    assert not any(tmp_path.iterdir()), "the bench left its temporary folder behind"
