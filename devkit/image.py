@@ -275,7 +275,7 @@ class ImageFetcher(FetcherInstall):
         if container.get("workingDir"):
             argv += ["--workdir", container["workingDir"]]
         for item in container.get("env", []) or []:
-            argv += ["-e", f"{item['name']}={item['value']}"]
+            argv += ["-e", f"{item['name']}={pod.env_value(container, item)}"]
         volumes = {v["name"]: v for v in pod.spec.get("volumes", [])}
         for mount in pod.mounts(container):
             if mount.tmpfs_size is not None:

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -151,6 +152,7 @@ class LocalPod:
         self.argv: dict[str, list[str]] = {}  # container name -> the process last started for it
         self.in_image: set[str] = set()  # containers run from a real image (install.container_argv)
         self._lock: Any = None
+        self.uid = str(uuid.uuid4())  # metadata.uid, for env from the downward API
         self.volumes: dict[str, tuple[Path, str | None]] = {}
         for volume in pod_spec.get("volumes", []):
             self.volumes[volume["name"]] = self._materialize(volume)
@@ -318,16 +320,34 @@ class LocalPod:
         """The image's environment (``base``, default a plain PATH) with the container's env on top."""
         env = dict(base) if base is not None else {"PATH": f"{self.install.bin_dir}:{SYSTEM_PATH}"}
         for item in container.get("env", []) or []:
-            if "value" not in item:
-                raise PodError(f'container "{container["name"]}": env {item["name"]} uses valueFrom, not supported here')
-            env[item["name"]] = str(item["value"])
+            env[item["name"]] = self.env_value(container, item)
         return env
+
+    def env_value(self, container: dict[str, Any], item: dict[str, Any]) -> str:
+        """An EnvVar's value: given, or from the downward API's metadata.uid (the only source known here)."""
+        if "value" in item:
+            return str(item["value"])
+        field = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+        if field == "metadata.uid":
+            return self.uid
+        raise PodError(f'container "{container["name"]}": env {item["name"]} uses valueFrom, not supported here '
+                       "(only fieldRef metadata.uid is)")
+
+    def expand(self, container: dict[str, Any], values: Sequence[str]) -> list[str]:
+        """$(NAME) in a command or its args replaced by the container's env, as the kubelet does."""
+        env = {item["name"]: self.env_value(container, item) for item in container.get("env", []) or []}
+        expanded = []
+        for value in values:
+            for name, text in env.items():
+                value = value.replace(f"$({name})", text)
+            expanded.append(value)
+        return expanded
 
     def command_line(self, container: dict[str, Any], *, command: Sequence[str] | None = None,
                      args: Sequence[str] | None = None) -> list[str]:
         """The process to start for ``container`` (rendered command and args unless replaced)."""
-        command = list(command if command is not None else container.get("command", []))
-        args = list(args if args is not None else container.get("args", []))
+        command = self.expand(container, command if command is not None else container.get("command", []))
+        args = self.expand(container, args if args is not None else container.get("args", []))
         if not command:
             raise PodError(f'container "{container["name"]}" has no command (the image entrypoint is not known here)')
         self.mounts(container)
@@ -484,9 +504,10 @@ class triton_container:  # noqa: N801 - used like a function: with triton_contai
         install = TritonInstall.find()
         self.args, ports = adapt_triton_args(self.container.get("args", []), install.backends)
         env = self.pod.environment(self.container, base=install.environment())
+        # A rendered wrapper (flock holding the cache lease) stays in front of the binary.
+        command = [*self.container.get("command", ["tritonserver"])[:-1], str(install.binary)]
         with open(self.log_path, "wb") as log:
-            self.process = self.pod.start(self.container, command=[str(install.binary)], args=self.args,
-                                          env=env, stdout=log)
+            self.process = self.pod.start(self.container, command=command, args=self.args, env=env, stdout=log)
         triton = RunningTriton(process=self.process, http_url=f"http://127.0.0.1:{ports['--http-port']}",
                                log_path=self.log_path)
         try:
