@@ -94,6 +94,18 @@ class Pod:
         return fd
 
 
+def is_locked(lock: Path) -> bool:
+    """Does some process hold a lock on ``lock``?"""
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def entry_of(link: Path) -> Path:
     assert link.is_symlink(), f"{link} is not a link into the cache"
     return Path(os.path.realpath(link))
@@ -303,3 +315,42 @@ def test_the_cache_bench_runs(tmp_path: Path) -> None:
     rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("| ")}
     assert {"download", "miss", "hit", "symbolic link"} <= set(rows)
     assert not any(tmp_path.iterdir()), "the bench left its temporary folder behind"
+
+
+def test_a_sidecar_holds_its_lease_and_keeps_it_to_the_models_it_serves(tmp_path: Path, models_site: Path) -> None:
+    """``watch`` with the cache: its lock keeps its entries from eviction; a removed model leaves its lease."""
+    import json
+
+    from devkit.wheel import checkout_install
+    from watch_pod import new_pod
+
+    cache = tmp_path / "cache"
+    with serve_files(models_site) as plain:
+        pod = new_pod(tmp_path / "sidecar", plain, {"m1": "m1.zip", "m2": "m2.zip"}, checkout_install())
+        try:
+            pod.start_watch("--cache-dir", str(cache), "--cache-max-size", "1Mi")
+            pod.wait(lambda: pod.status().get("ready") is True, "the initial sync")
+            (lease,) = (cache / "pods").glob("*.json")
+            assert len(json.loads(lease.read_text())) == 2
+            assert is_locked(lease.with_suffix(".lock"))  # held by the running sidecar
+            triton = pod.start_triton()
+            assert triton.infer("m1", [1, 2, 3, 4]) == [2, 3, 4, 5]
+            kept = entry_of(pod.repository / "m1")
+            pod.lease({"m1": "m1.zip"})
+            pod.wait(lambda: not (pod.repository / "m2").exists(), "m2 to be removed")
+            pod.wait(lambda: json.loads(lease.read_text()) == [kept.parent.name], "the lease to drop m2's entry")
+            assert pod.stop_watch() == 0
+            assert not is_locked(lease.with_suffix(".lock"))
+        finally:
+            pod.close()
+
+
+def test_fills_killed_midway_are_cleared(tmp_path: Path, server: RunningServer, ca_file: Path) -> None:
+    cache = tmp_path / "cache"
+    leftover = cache / "staging" / f"{'0' * 40}-killed"
+    leftover.mkdir(parents=True)
+    (leftover / "partial.bin").write_bytes(b"half a model")
+    pod = Pod(tmp_path, "pod-a", cache)
+    assert pod.fetch([f"name=m1,uri={server.url('m1.zip')}"], ca_file) == 0
+    assert not leftover.exists()
+    assert list((cache / "staging").iterdir()) == []

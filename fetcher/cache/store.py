@@ -192,6 +192,7 @@ class ModelCache:
         for folder in (self.root / "entries").iterdir():
             if folder.name not in index and folder.name != key:
                 _remove_tree(folder)  # not in the index: a crash between rename and index write
+        self._clear_killed_fills()
         needed = self._live_keys()
         total = sum(entry["size"] for entry in index.values())
         for old_key in sorted((k for k in index if k not in needed and k != key), key=lambda k: index[k]["last_used"]):
@@ -203,6 +204,13 @@ class ModelCache:
             self.log.info("event=cache-evict key=%s bytes=%d detail=least recently used, in no running pod's lease",
                           old_key[:12], size)
         return total + incoming <= limit
+
+    def _clear_killed_fills(self) -> None:
+        """Staging folders whose entry nobody is filling (a fetcher killed midway) are removed."""
+        for folder in (self.root / "staging").iterdir():
+            key = folder.name.removeprefix("evicted-").split("-", 1)[0]
+            if not self._is_locked_path(self.root / "locks" / f"{key}.lock"):
+                _remove_tree(folder)
 
     def _live_keys(self) -> set[str]:
         """The entries some running pod may link to."""
@@ -222,8 +230,13 @@ class ModelCache:
         return needed
 
     def _is_locked(self, pod: str) -> bool:
+        return self._is_locked_path(self._pod_lock_path(pod))
+
+    @staticmethod
+    def _is_locked_path(path: Path) -> bool:
+        """Does some process hold a lock on ``path``? (False when it does not exist.)"""
         try:
-            fd = os.open(self._pod_lock_path(pod), os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
         except OSError:
             return False
         try:
