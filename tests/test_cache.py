@@ -354,3 +354,13 @@ def test_fills_killed_midway_are_cleared(tmp_path: Path, server: RunningServer, 
     assert pod.fetch([f"name=m1,uri={server.url('m1.zip')}"], ca_file) == 0
     assert not leftover.exists()
     assert list((cache / "staging").iterdir()) == []
+
+
+def test_a_model_larger_than_the_cache_is_fetched_into_the_pod_alone(tmp_path: Path, server: RunningServer,
+                                                                      ca_file: Path) -> None:
+    cache = tmp_path / "cache"
+    pod = Pod(tmp_path, "pod-a", cache, max_size=str(PADDING // 2))
+    assert pod.fetch([f"name=m1,uri={server.url('m1.zip')}"], ca_file) == 0
+    assert "event=cache-full" in pod.text() and "larger than the cache" in pod.text()
+    assert (pod.root / "m1").is_dir() and not (pod.root / "m1").is_symlink()
+    assert list((cache / "entries").iterdir()) == [] and list((cache / "staging").iterdir()) == []

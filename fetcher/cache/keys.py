@@ -45,6 +45,15 @@ def cache_key(plan: ModelPlan[Any], validators: dict[str, Any] | None) -> str | 
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:40]
 
 
+def announced_size(validators: dict[str, Any] | None) -> int:
+    """The bytes the source says the model has (an archive's size, the objects' sizes); 0 when unknown."""
+    if not validators:
+        return 0
+    if "objects" in validators:
+        return sum(int(size or 0) for _etag, size in validators["objects"].values())
+    return int(validators.get("size") or 0)
+
+
 def _https_validators(plan: ModelPlan[Any], options: FetchOptions) -> dict[str, Any] | None:
     from fetcher.sources.http_transfer import HttpDownload, HttpSettings
     from fetcher.sources.https import HttpsSource, _status_error

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from fetcher.cache.keys import cache_key, source_validators
+from fetcher.cache.keys import announced_size, cache_key, source_validators
 from fetcher.errors import CacheError
 from fetcher.file_digest import sha256_hex
 from fetcher.logs import get_logger
@@ -78,10 +78,16 @@ class ModelCache:
                 fill: Callable[[Path], FetchedModel]) -> FetchedModel:
         """The model from its entry (filled by ``fill`` first when missing or damaged), for ``workdir``'s install."""
         name = plan.spec.name
-        key = cache_key(plan, source_validators(plan, options))  # the tenant rule: the pod's own credentials
+        validators = source_validators(plan, options)  # the tenant rule: asked with the pod's own credentials
+        key = cache_key(plan, validators)
         if key is None:
             self.log.info("model=%s event=cache-bypass detail=the source gives no validator (ETag, Last-Modified) "
                           "and the spec no sha256: fetched without the cache", name)
+            return fill(workdir)
+        announced = announced_size(validators)
+        if announced > self.settings.max_bytes:
+            self.log.warning("model=%s event=cache-full bytes=%d limit=%d detail=larger than the cache; fetched "
+                             "into the pod's own repository", name, announced, self.settings.max_bytes)
             return fill(workdir)
         with self._key_lock(key, name):
             entry = self._reuse(key, name)
@@ -123,15 +129,15 @@ class ModelCache:
             self._remove_entry(key)
             return None
 
-    def _hand_out(self, plan: ModelPlan[Any], model: Path, workdir: Path) -> FetchedModel:
+    def _hand_out(self, plan: ModelPlan[Any], model: Path, workdir: Path, transferred: int = 0) -> FetchedModel:
         """A link to the entry; a writable copy when the lease renames the model (the entry is shared)."""
         config = model / CONFIG_NAME
         if config.is_file() and configured_name(config) != plan.spec.name:
             copy = workdir / "model"
             shutil.copytree(model, copy, ignore=shutil.ignore_patterns(*_IGNORED_DIRS))
             _make_writable(copy)
-            return FetchedModel(model_dir=copy, bytes_transferred=0)
-        return FetchedModel(model_dir=model, bytes_transferred=0, link=True)
+            return FetchedModel(model_dir=copy, bytes_transferred=transferred)
+        return FetchedModel(model_dir=model, bytes_transferred=transferred, link=True)
 
     # -- fill --------------------------------------------------------------------------------
 
@@ -158,8 +164,7 @@ class ModelCache:
                     stored = False
             if stored:
                 self.log.info("model=%s event=cache-stored key=%s bytes=%d", name, key[:12], size)
-                return FetchedModel(model_dir=self.entry_dir(key), bytes_transferred=fetched.bytes_transferred,
-                                    link=True) if self._links(plan, key) else self._copy_out(fetched, key, workdir)
+                return self._hand_out(plan, self.entry_dir(key), workdir, fetched.bytes_transferred)
             self.log.warning("model=%s event=cache-full bytes=%d limit=%d detail=entries in use leave no room; "
                              "installed from the pod's own copy", name, size, self.settings.max_bytes)
             own = workdir / "model"
@@ -171,16 +176,6 @@ class ModelCache:
                              hint="check the cache volume's space and permissions") from None
         finally:
             _remove_tree(staging)
-
-    def _links(self, plan: ModelPlan[Any], key: str) -> bool:
-        config = self.entry_dir(key) / CONFIG_NAME
-        return not config.is_file() or configured_name(config) == plan.spec.name
-
-    def _copy_out(self, fetched: FetchedModel, key: str, workdir: Path) -> FetchedModel:
-        copy = workdir / "model"
-        shutil.copytree(self.entry_dir(key), copy)
-        _make_writable(copy)
-        return FetchedModel(model_dir=copy, bytes_transferred=fetched.bytes_transferred)
 
     # -- eviction ----------------------------------------------------------------------------
 
