@@ -236,7 +236,9 @@ def run_pod(rendered: Rendered, sources: DemoSources, root: Path, *, say: Callab
 def pod_triton_args(triton: Any) -> list[str]:
     """The arguments Triton was started with (after the mount script and the binary)."""
     args = [str(a) for a in triton.process.args]
-    binary = next(i for i, a in enumerate(args) if a.endswith("/tritonserver"))
+    binary = next((i for i, a in enumerate(args) if a.endswith("/tritonserver")), None)
+    if binary is None:  # a wrapper that execs tritonserver: the rendered args follow its own
+        return args[next(i for i, a in enumerate(args) if a.startswith("--model-repository")):]
     return args[binary + 1:]
 
 

@@ -504,8 +504,11 @@ class triton_container:  # noqa: N801 - used like a function: with triton_contai
         install = TritonInstall.find()
         self.args, ports = adapt_triton_args(self.container.get("args", []), install.backends)
         env = self.pod.environment(self.container, base=install.environment())
-        # A rendered wrapper (flock holding the cache lease) stays in front of the binary.
-        command = [*self.container.get("command", ["tritonserver"])[:-1], str(install.binary)]
+        command = self.container.get("command", ["tritonserver"])
+        if command == ["tritonserver"]:
+            command = [str(install.binary)]
+        else:  # a rendered wrapper (the cache's lease lock) that execs tritonserver: found on PATH
+            env["PATH"] = f"{install.binary.parent}:{env.get('PATH', SYSTEM_PATH)}"
         with open(self.log_path, "wb") as log:
             self.process = self.pod.start(self.container, command=command, args=self.args, env=env, stdout=log)
         triton = RunningTriton(process=self.process, http_url=f"http://127.0.0.1:{ports['--http-port']}",

@@ -18,6 +18,7 @@ from devkit.https_server import RunningServer, serve_files
 from devkit.models import model_files, zip_model
 from devkit.secrets import write_secret
 from devkit.triton import run_triton, wait_until
+from tests.support.locks import is_locked
 
 TOKEN = "Bearer cache-tenant-SECRET-7731"
 PADDING = 100 * 1024  # bytes of incompressible padding per model in the eviction test
@@ -92,18 +93,6 @@ class Pod:
         fd = os.open(self.cache / "pods" / f"{self.name}.lock", os.O_RDONLY)
         fcntl.flock(fd, fcntl.LOCK_SH)
         return fd
-
-
-def is_locked(lock: Path) -> bool:
-    """Does some process hold a lock on ``lock``?"""
-    fd = os.open(lock, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 def entry_of(link: Path) -> Path:

@@ -8,8 +8,6 @@ and Triton started through flock, holding its pod's lease while it serves.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -18,6 +16,7 @@ import pytest
 from devkit.chart import merge_values, render_chart
 from devkit.demo import NAMESPACE, RELEASE, DemoSources, demo_sources, run_pod
 from devkit.pod import LocalPod
+from tests.support.locks import is_locked
 
 pytestmark = pytest.mark.triton
 
@@ -38,16 +37,11 @@ def test_a_second_pod_starts_from_the_cache(sources: DemoSources, tmp_path: Path
         "enabled": True, "existingClaim": {"claimName": CACHE_CLAIM}, "maxSize": "64Mi"}}})
     rendered = render_chart(values, name=RELEASE, namespace=NAMESPACE)
     lease_locked: list[bool] = []
+    uids: list[str] = []
 
     def lease_is_held(pod: LocalPod) -> None:
-        fd = os.open(cache / "pods" / f"{pod.uid}.lock", os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            lease_locked.append(False)
-        except BlockingIOError:
-            lease_locked.append(True)
-        finally:
-            os.close(fd)
+        uids.append(pod.uid)
+        lease_locked.append(is_locked(cache / "pods" / f"{pod.uid}.lock"))
 
     first = run_pod(rendered, with_cache, tmp_path / "pod-a")
     assert first.init.returncode == 0, first.init.output
@@ -63,6 +57,7 @@ def test_a_second_pod_starts_from_the_cache(sources: DemoSources, tmp_path: Path
         assert f"model={name} event=cache-hit" in second.init.output
     assert "event=cache" not in "\n".join(line for line in second.init.output.splitlines() if "volume_model" in line)
     assert lease_locked == [True]  # Triton held the pod's lease while it served
+    assert not is_locked(cache / "pods" / f"{uids[0]}.lock")  # and it stopped with the pod, lock and all
     entries = sorted(p.name for p in (cache / "entries").iterdir())
     assert len(entries) == 2
     assert len(list((cache / "pods").glob("*.json"))) == 2

@@ -163,3 +163,10 @@ The lease's models as JSON {"items": [{"name", "uri", "spec"}]}: a string spec
 {{- define "triton-lease.testImage" -}}
 {{- printf "%s:%s" .Values.tests.image.repository .Values.tests.image.tag -}}
 {{- end -}}
+
+{{/*
+The Triton command's wrapper with fetcher.cache: $0 is the pod's lease lock file, "$@" Triton's args.
+*/}}
+{{- define "triton-lease.cacheLockScript" -}}
+exec 9<"$0" && flock --shared 9 && exec tritonserver "$@"
+{{- end }}

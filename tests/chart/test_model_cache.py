@@ -35,7 +35,8 @@ def test_a_claim_is_mounted_into_the_fetcher_and_read_only_into_triton(render):
     triton_mount = rendered.mounts(rendered.triton)[MOUNT]
     assert not fetcher_mount.get("readOnly") and triton_mount["readOnly"] is True
     # Triton holds the pod's lease lock while it runs; both containers name the lease by the pod's UID.
-    assert rendered.triton["command"] == ["flock", "--shared", f"{MOUNT}/pods/$(POD_UID).lock", "tritonserver"]
+    assert rendered.triton["command"] == ["/bin/sh", "-c", 'exec 9<"$0" && flock --shared 9 && exec tritonserver "$@"',
+                                          f"{MOUNT}/pods/$(POD_UID).lock"]
     for container in (rendered.fetcher, rendered.triton):
         assert env_names(container)["POD_UID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
     assert restricted_problems(rendered.pod) == []
