@@ -39,6 +39,25 @@ VALUE_SETS = {
     "ephemeral": merge_values(FULL, {"modelRepository": {"type": "ephemeral", "ephemeral": {"storageClassName": "fast"}}}),
     "existing-claim": {"modelRepository": {"type": "existingClaim", "existingClaim": {"claimName": "models"}},
                        "serviceAccount": {"create": False}, "triton": {"gpus": 0, "shmSize": ""}},
+    "escape-hatches": merge_values(FULL, {
+        "replicaCount": 2,
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "50%"}},
+        "progressDeadlineSeconds": 7200,
+        "deploymentAnnotations": {"team": "ml"},
+        "runtimeClassName": "nvidia",
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                       "whenUnsatisfiable": "DoNotSchedule"}],
+        "extraVolumes": [{"name": "plugins", "configMap": {"name": "triton-plugins"}}],
+        "podLabels": {"team": "ml"},
+        "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+        "service": {"headless": {"enabled": True}},
+        "triton": {"envFrom": [{"secretRef": {"name": "triton-env"}}], "homeSizeLimit": "2Gi",
+                   "extraVolumeMounts": [{"name": "plugins", "mountPath": "/opt/plugins", "readOnly": True}],
+                   "resources": {"requests": {"ephemeral-storage": "25Gi"}},
+                   "image": {"digest": "sha256:" + "b" * 64}},
+        "fetcher": {"envFrom": [{"configMapRef": {"name": "proxy"}}],
+                    "extraVolumeMounts": [{"name": "plugins", "mountPath": "/etc/plugins"}]},
+    }),
 }
 
 

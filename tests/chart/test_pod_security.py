@@ -41,6 +41,17 @@ def test_triton_pod_is_restricted(render, example):
     assert restricted_problems(rendered.pod) == []
 
 
+@pytest.mark.parametrize("mode", ["init", "sidecar"])
+def test_pod_with_every_escape_hatch_is_restricted(render, mode):
+    rendered = render({
+        "fetcher": {"mode": mode, "extraVolumeMounts": [{"name": "extra", "mountPath": "/extra"}]},
+        "extraVolumes": [{"name": "extra", "emptyDir": {}}],
+        "triton": {"extraVolumeMounts": [{"name": "extra", "mountPath": "/extra"}]},
+        "runtimeClassName": "nvidia",
+    })
+    assert restricted_problems(rendered.pod) == []
+
+
 def test_helm_test_pod_is_restricted(render):
     assert restricted_problems(render({}).one("Pod", hook=True)["spec"]) == []
 
