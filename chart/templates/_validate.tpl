@@ -67,6 +67,9 @@ lists them all, each naming the value at fault.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if and (eq (toString (.Values.strategy | default dict).type) "Recreate") (.Values.strategy | default dict).rollingUpdate -}}
+{{- $errors = append $errors "strategy.rollingUpdate must be empty when strategy.type is Recreate (Kubernetes refuses the Deployment)" -}}
+{{- end -}}
 {{- if .Values.progressDeadlineSeconds -}}
 {{- $budget := include "triton-lease.startupBudget" . | int -}}
 {{- if lt (int .Values.progressDeadlineSeconds) $budget -}}

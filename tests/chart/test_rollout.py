@@ -57,6 +57,11 @@ def test_strategy_is_checked_by_the_schema(render_error):
     assert "strategy" in render_error({"strategy": {"type": "BlueGreen"}})
 
 
+def test_recreate_with_rolling_update_settings_is_refused(render_error):
+    message = render_error({"strategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": 0}}})
+    assert "strategy.rollingUpdate must be empty when strategy.type is Recreate" in message
+
+
 def test_default_deadline_covers_fetch_startup_and_scheduling(render):
     deployment = render({}).deployment
     # fetcher.fetchBudgetSeconds 3600 + Triton's startup probe 10 x 60 + 600 for scheduling and pulls.
