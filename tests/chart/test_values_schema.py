@@ -256,10 +256,22 @@ IP_TARGET_URIS = [
 @pytest.mark.parametrize("target_uri", IP_TARGET_URIS)
 def test_ip_target_uris_the_fetcher_takes_pass_the_schema(render, target_uri):
     from fetcher.credentials.target_uri import parse_target_uri
+    from fetcher.lease.values import validate_values
 
     assert parse_target_uri(target_uri).is_ip
     rendered = render({"server": {"modelRepositories": {"https": [{"secretName": "s", "targetUri": target_uri}]}}})
+    # The chart passes it on, and the fetcher's own check of the values (the same schema) takes it.
+    validate_values(rendered.fetcher_values, origin="the ConfigMap")
     assert rendered.fetcher_values["server"]["modelRepositories"]["https"][0]["targetUri"] == target_uri
+
+
+def test_an_ipv6_target_uri_chooses_its_secret():
+    from fetcher.credentials.target_uri import choose_secret
+    from fetcher.lease.values import HttpsRepository
+
+    entries = (HttpsRepository(secret_name="v6", target_uri="[2001:db8::1]:8443/models"),)
+    assert choose_secret("https://[2001:db8::1]:8443/models/m.zip", entries).secret_name == "v6"
+    assert choose_secret("https://[2001:db8::2]:8443/models/m.zip", entries).secret_name is None
 
 
 @pytest.mark.parametrize("target_uri", ["[2001:db8::1", "models.example.com/a b", "-bad.example.com", "h?x=1"])
