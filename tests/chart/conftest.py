@@ -71,3 +71,26 @@ def load_example(name: str) -> dict[str, Any]:
 
 
 EXAMPLES = sorted(p.name for p in (Path(__file__).parent / "examples").glob("*.yaml"))
+
+
+# Every optional setting of a real cluster at once (each has its own test file too).
+EVERY_ESCAPE_HATCH: dict[str, Any] = {
+    "replicaCount": 2,
+    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "50%"}},
+    "progressDeadlineSeconds": 7200,
+    "deploymentAnnotations": {"team": "ml"},
+    "runtimeClassName": "nvidia",
+    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                   "whenUnsatisfiable": "DoNotSchedule"}],
+    "extraVolumes": [{"name": "plugins", "configMap": {"name": "triton-plugins"}}],
+    "podLabels": {"team": "ml"},
+    "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+    "service": {"headless": {"enabled": True}},
+    "metrics": {"serviceMonitor": {"enabled": True, "interval": "30s"}},
+    "triton": {"envFrom": [{"secretRef": {"name": "triton-env"}}], "homeSizeLimit": "2Gi",
+               "extraVolumeMounts": [{"name": "plugins", "mountPath": "/opt/plugins", "readOnly": True}],
+               "resources": {"requests": {"ephemeral-storage": "25Gi"}},
+               "image": {"digest": "sha256:" + "b" * 64}},
+    "fetcher": {"envFrom": [{"configMapRef": {"name": "proxy"}}],
+                "extraVolumeMounts": [{"name": "plugins", "mountPath": "/etc/plugins"}]},
+}

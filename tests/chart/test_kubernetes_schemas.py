@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import CHART_DIR, EXAMPLES, OLDEST_KUBERNETES, load_example, merge_values
+from conftest import CHART_DIR, EVERY_ESCAPE_HATCH, EXAMPLES, OLDEST_KUBERNETES, load_example, merge_values
 
 NEWEST_KUBERNETES = kubernetes_validate.latest_version() + ".0"
 VERSIONS = [OLDEST_KUBERNETES, NEWEST_KUBERNETES]
@@ -39,25 +39,7 @@ VALUE_SETS = {
     "ephemeral": merge_values(FULL, {"modelRepository": {"type": "ephemeral", "ephemeral": {"storageClassName": "fast"}}}),
     "existing-claim": {"modelRepository": {"type": "existingClaim", "existingClaim": {"claimName": "models"}},
                        "serviceAccount": {"create": False}, "triton": {"gpus": 0, "shmSize": ""}},
-    "escape-hatches": merge_values(FULL, {
-        "replicaCount": 2,
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "50%"}},
-        "progressDeadlineSeconds": 7200,
-        "deploymentAnnotations": {"team": "ml"},
-        "runtimeClassName": "nvidia",
-        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                                       "whenUnsatisfiable": "DoNotSchedule"}],
-        "extraVolumes": [{"name": "plugins", "configMap": {"name": "triton-plugins"}}],
-        "podLabels": {"team": "ml"},
-        "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
-        "service": {"headless": {"enabled": True}},
-        "triton": {"envFrom": [{"secretRef": {"name": "triton-env"}}], "homeSizeLimit": "2Gi",
-                   "extraVolumeMounts": [{"name": "plugins", "mountPath": "/opt/plugins", "readOnly": True}],
-                   "resources": {"requests": {"ephemeral-storage": "25Gi"}},
-                   "image": {"digest": "sha256:" + "b" * 64}},
-        "fetcher": {"envFrom": [{"configMapRef": {"name": "proxy"}}],
-                    "extraVolumeMounts": [{"name": "plugins", "mountPath": "/etc/plugins"}]},
-    }),
+    "escape-hatches": merge_values(FULL, EVERY_ESCAPE_HATCH),
 }
 
 
