@@ -28,6 +28,7 @@ def test_every_cache_variable_is_on_a_writable_volume(render, mode):
     for name in CACHE_VARIABLES:
         assert name in variables, name
         assert writable_mount(rendered, triton, variables[name]), f"{name}={variables[name]} is not writable"
+    assert writable_mount(rendered, triton, triton["workingDir"]), "the working directory is not writable"
 
 
 def test_home_is_its_own_volume_with_an_optional_size_limit(render):
