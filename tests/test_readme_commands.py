@@ -65,7 +65,9 @@ RULES = [
     Rule(("kubectl",), "skip", "needs a cluster"),
     Rule(("docker",), "skip", "needs a Docker engine and a registry (tests/chart/test_dockerfile_fetcher.py lints the Dockerfile)"),
     Rule(("model-fetcher", "explain"), "run"),
-    Rule(("model-fetcher", "status"), "run"),
+    Rule(("model-fetcher", "fetch"), "skip", "downloads from the servers the lease names (tests/test_pod_contract.py fetches from local ones)"),
+    Rule(("model-fetcher", "watch"), "skip", "runs beside a Triton (tests/test_watch_triton.py runs it against a real one)"),
+    Rule(("model-fetcher", "status"), "skip", "reads the status file of a running sidecar (tests/test_watch_cli.py)"),
     Rule(("make", "template"), "run"),
     Rule(("make", "help"), "run"),
     Rule(("make", "demo"), "skip", "starts real servers and Triton: the same run is tests/test_pod_contract.py"),
@@ -164,7 +166,10 @@ def runnable(command: Command) -> str:
     assert rule is not None and rule.action != "skip"
     text = filled(command.text)
     if rule.action == "dry-run":
-        text = f"{text} {' '.join(DRY_RUN_FLAGS[rule.words[0]])}"
+        # At the end of the command, before a trailing comment.
+        *lines, last = text.split("\n")
+        code, hash_, comment = last.partition(" #")
+        text = "\n".join([*lines, f"{code.rstrip()} {' '.join(DRY_RUN_FLAGS[rule.words[0]])}{hash_}{comment}"])
     if rule.words[0] == "make":
         # The checkout's Makefile and virtual environment, without rebuilding it.
         stamp = VENV / ".installed"
@@ -210,3 +215,30 @@ def test_readme_commands_run_as_written(readme, tmp_path):
 @pytest.mark.parametrize("command", SKIPPED, ids=[c.id for c in SKIPPED])
 def test_readme_command_that_cannot_run_here(command):
     pytest.skip(f"{command.id}: {command.rule.reason}")
+
+
+def test_commands_are_read_as_the_shell_reads_them():
+    block = (
+        "# a comment\n"
+        "helm install x ./chart \\\n"
+        "  -f values.yaml   # trailing comment\n"
+        "\n"
+        "cat > lease.yaml <<'YAML'\n"
+        "lease:\n"
+        "  models: []\n"
+        "YAML\n"
+        ".venv/bin/helm lint ./chart\n"
+        "frobnicate --all\n"
+    )
+    commands = shell_commands("X.md", block, 10)
+    assert [c.line for c in commands] == [11, 14, 18, 19]
+    assert commands[0].text == "helm install x ./chart \\\n  -f values.yaml   # trailing comment"
+    assert commands[1].text.endswith("\nYAML") and commands[1].rule.action == "setup"
+    assert [c.rule.action if c.rule else None for c in commands] == ["dry-run", "setup", "run", None]
+    assert runnable(commands[0]).endswith("-f values.yaml --dry-run=client # trailing comment")
+
+
+def test_placeholders_are_filled_except_in_comments():
+    assert filled("repository: <registry>/x   # <domain_or_ip>") == "repository: registry.example.com/x   # <domain_or_ip>"
+    with pytest.raises(AssertionError, match="<unknown thing>"):
+        filled("value: <unknown thing>")
