@@ -40,8 +40,8 @@ demo: $(STAMP) ## The main job: serve sample models locally, fetch them, serve t
 	$(BIN)/python -m devkit.demo
 
 .PHONY: kind-e2e
-kind-e2e: $(STAMP) ## Needs Docker, kind, kubectl, helm: the chart with a CPU Triton on a throwaway kind cluster
-	PYTHON=$(BIN)/python devkit/kind/kind-e2e.sh
+kind-e2e: $(STAMP) ## Needs Docker and kind (helm, kubectl: .venv/bin): the chart with a CPU Triton on a throwaway kind cluster
+	PATH="$(abspath $(BIN)):$$PATH" PYTHON=$(BIN)/python devkit/kind/kind-e2e.sh
 
 .PHONY: test
 test: $(STAMP) ## Run the whole test suite

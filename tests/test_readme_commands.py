@@ -73,6 +73,12 @@ RULES = [
     Rule(("make", "demo"), "skip", "starts real servers and Triton: the same run is tests/test_pod_contract.py"),
     Rule(("make", "test"), "skip", "the test suite itself"),
     Rule(("make", "kind-e2e"), "skip", "needs Docker and kind"),
+    Rule(("make", "venv"), "run"),
+    Rule(("make", "image"), "skip", "builds the image with podman (the image tests do, where podman runs)"),
+    Rule(("make", "chart-schema"), "skip", "rewrites files of the checkout (tests/chart/test_values_schema.py checks them)"),
+    Rule(("make", "chart-docs"), "skip", "rewrites files of the checkout (tests/chart/test_readme.py checks them)"),
+    Rule(("podman",), "skip", "needs podman and root (the image tests run it where it can)"),
+    Rule(("kind",), "skip", "needs Docker and kind"),
     Rule(("make", "bench"), "skip", "a benchmark of minutes (tests/test_bench_smoke.py runs a small one)"),
 ]
 DRY_RUN_FLAGS = {"helm": ["--dry-run=client"], "kubectl": ["--dry-run=client", "-o", "yaml"]}
