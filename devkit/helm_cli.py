@@ -59,9 +59,18 @@ def cli_environment(home: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(args: Sequence[str | Path], *, home: Path, cwd: Path | None = None, shell: bool = False) -> CliRun:
-    """Run a command (or, with shell=True, one shell command line) as a user would."""
-    command: Any = args[0] if shell else [str(a) for a in args]
+def run_cli(args: Sequence[str | Path], *, home: Path, cwd: Path | None = None) -> CliRun:
+    """Run a program with its arguments as a user would."""
+    return _run([str(a) for a in args], home=home, cwd=cwd)
+
+
+def run_shell(line: str, *, home: Path, cwd: Path | None = None) -> CliRun:
+    """Run one command line through bash, as typed into a terminal (pipes, redirects, here-documents)."""
+    return _run(line, home=home, cwd=cwd)
+
+
+def _run(command: list[str] | str, *, home: Path, cwd: Path | None) -> CliRun:
+    shell = isinstance(command, str)
     result = subprocess.run(
         command,
         shell=shell,
@@ -72,7 +81,8 @@ def run_cli(args: Sequence[str | Path], *, home: Path, cwd: Path | None = None, 
         text=True,
         timeout=RUN_TIMEOUT_SECONDS,
     )
-    return CliRun(tuple(str(a) for a in args), result.returncode, result.stdout, result.stderr)
+    args = (command,) if isinstance(command, str) else tuple(command)
+    return CliRun(args, result.returncode, result.stdout, result.stderr)
 
 
 def helm(*args: str | Path, home: Path, cwd: Path | None = None) -> CliRun:

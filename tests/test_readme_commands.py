@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from devkit.chart import CHART_DIR, ROOT
-from devkit.helm_cli import require_helm, run_cli
+from devkit.helm_cli import require_helm, run_shell
 
 READMES = ["README.md", "chart/README.md"]
 SHELL_LANGUAGES = {"sh", "shell", "bash", "console"}
@@ -93,7 +93,10 @@ class Command:
     @property
     def words(self) -> list[str]:
         first = self.text.split("\n", 1)[0].rstrip("\\")
-        words = shlex.split(first, comments=True)
+        try:
+            words = shlex.split(first, comments=True)
+        except ValueError:  # a quote that the next line closes
+            words = first.split()
         return [Path(words[0]).name, *words[1:]] if words else []
 
     @property
@@ -212,7 +215,7 @@ def test_readme_commands_run_as_written(readme, tmp_path):
     failures = []
     for command in ordered:
         line = runnable(command)
-        run = run_cli([line], home=tmp_path / "home", cwd=folder, shell=True)
+        run = run_shell(line, home=tmp_path / "home", cwd=folder)
         if run.status != 0:
             failures.append(f"{command.readme}:{command.line}: {line}\nexit {run.status}: {run.stderr.strip()[-1500:]}")
     assert not failures, "\n\n".join(failures)
