@@ -13,7 +13,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
 
@@ -141,3 +141,50 @@ def sdk_kube_version(workdir: Path) -> str:
     )
     (text,) = helm_python.Chart.load(chart).render({}, name="probe", namespace="default").values()
     return str(yaml.safe_load(text)["data"]["version"]).removeprefix("v")
+
+
+Files = dict[str, str]
+
+
+def render_differences(left: tuple[Files, Files], right: tuple[Files, Files]) -> list[str]:
+    """How two renderers differ, each given as two renders of the same input ({template: text}).
+
+    Equal text is required per template, except for leaves that a renderer itself renders
+    differently each time (a generated password, and what hashes it): those are left out. NOTES.txt
+    is compared when both sides have it.
+    """
+    (left_first, left_second), (right_first, right_second) = left, right
+    differences = []
+    notes = [path for path in left_first if path.endswith(NOTES) and path in right_first]
+    differences += [f"{path} differs" for path in notes if left_first[path].strip() != right_first[path].strip()]
+    left_docs, right_docs = documents(left_first), documents(right_first)
+    if sorted(left_docs) != sorted(right_docs):
+        differences.append(f"templates differ: {sorted(left_docs)} and {sorted(right_docs)}")
+    for path in sorted(left_docs.keys() & right_docs.keys()):
+        deterministic = left_first[path] == left_second[path] and right_first[path] == right_second[path]
+        if deterministic:
+            if left_first[path].strip() != right_first[path].strip():
+                differences.append(f"{path} differs")
+            continue
+        generated = _differing_leaves(left_docs[path], documents(left_second)[path])
+        generated |= _differing_leaves(right_docs[path], documents(right_second)[path])
+        if unexplained := _differing_leaves(left_docs[path], right_docs[path]) - generated:
+            differences.append(f"{path} differs at {sorted(map(str, unexplained))}")
+    return differences
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _leaves(inner, (*path, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _leaves(inner, (*path, index))
+    else:
+        yield path, value
+
+
+def _differing_leaves(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    left, right = dict(_leaves(a)), dict(_leaves(b))
+    absent = object()
+    return {path for path in left.keys() | right.keys() if left.get(path, absent) != right.get(path, absent)}

@@ -17,7 +17,7 @@ import yaml
 
 from conftest import CHART_DIR, EXAMPLES, OLDEST_KUBERNETES
 from devkit.chart import Rendered
-from devkit.helm_cli import CliRun, helm, install_files, template_files
+from devkit.helm_cli import CliRun, helm, install_files, render_differences, template_files
 
 CHART_NAME = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text(encoding="utf-8"))["name"]
 CHART_VERSION = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text(encoding="utf-8"))["version"]
@@ -227,15 +227,19 @@ def test_package_holds_the_chart_with_its_schema_and_readme(packaged_chart):
     assert f"{CHART_NAME}/values.schema.json" in names
 
 
-@pytest.mark.parametrize("mode", ["init", "sidecar"])
-def test_packaged_chart_renders_as_the_folder_does(helm_home, lease_files, packaged_chart, mode):
-    args = ["lease-a", "-n", NAMESPACE, "-f", "values.yaml", "-f", "lease-a.yaml", "--set", f"fetcher.mode={mode}"]
-    from_folder = helm("template", args[0], CHART_DIR, *args[1:], "--kube-version", SIDECAR_KUBERNETES,
-                       home=helm_home, cwd=lease_files).check()
-    from_package = helm("template", args[0], packaged_chart, *args[1:], "--kube-version", SIDECAR_KUBERNETES,
-                        home=helm_home, cwd=lease_files).check()
-    assert from_package.stdout == from_folder.stdout
-    installed = rendered_install(helm("install", args[0], packaged_chart, *args[1:], "--dry-run=client",
+@pytest.mark.parametrize(("mode", "kube_version"), MODES)
+def test_packaged_chart_renders_as_the_folder_does(helm_home, lease_files, packaged_chart, mode, kube_version):
+    args = ["-n", NAMESPACE, "-f", "values.yaml", "-f", "lease-a.yaml", "--set", f"fetcher.mode={mode}"]
+
+    def renders(chart: Path) -> tuple[dict[str, str], dict[str, str]]:
+        runs = [helm("template", "lease-a", chart, *args, "--kube-version", kube_version, home=helm_home,
+                     cwd=lease_files).check() for _ in range(2)]
+        return template_files(runs[0].stdout), template_files(runs[1].stdout)
+
+    from_folder, from_package = renders(CHART_DIR), renders(packaged_chart)
+    assert from_package[0], "nothing rendered"
+    assert render_differences(from_folder, from_package) == []
+    installed = rendered_install(helm("install", "lease-a", packaged_chart, *args, "--dry-run=client",
                                       home=helm_home, cwd=lease_files))
     assert_mode(installed, mode)
     assert lease_models(installed) == LEASE_A_MODELS
