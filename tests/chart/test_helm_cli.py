@@ -92,13 +92,13 @@ def lease_models(rendered: Rendered) -> list[Any]:
 
 def assert_mode(rendered: Rendered, mode: str) -> None:
     fetcher = rendered.fetcher
-    command = fetcher["args"][0] if fetcher.get("args") else None
+    words = [*fetcher.get("command", []), *fetcher.get("args", [])]
     if mode == "sidecar":
         assert fetcher.get("restartPolicy") == "Always"
-        assert command == "watch", fetcher
+        assert "watch" in words and "fetch" not in words, words
     else:
         assert "restartPolicy" not in fetcher
-        assert command == "fetch", fetcher
+        assert "fetch" in words and "watch" not in words, words
 
 
 # -- helm lint --------------------------------------------------------------------------------------
