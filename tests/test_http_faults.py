@@ -151,3 +151,11 @@ def test_a_broken_part_is_resumed_from_where_it_stopped(tmp_path: Path, big_file
         server.state.faults["/weights.zip"] = Fault(times=3, drop_after=300_000)
         assert download(server.url("weights.zip"), tmp_path / "out", parallel_min_bytes=1, concurrency=2) == SIZE
     assert (tmp_path / "out").read_bytes() == big_file.read_bytes()
+
+
+def test_a_refused_connection_says_so(tmp_path: Path) -> None:
+    from devkit.ports import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/weights.zip"
+    with pytest.raises(DownloadError, match="cannot connect: .*Connection refused"):
+        download(url, tmp_path / "out.zip")

@@ -154,16 +154,16 @@ def test_plain_http_credentials_when_the_values_allow_them(tmp_path: Path) -> No
     from fetcher.lease.model_spec import parse_model_spec
     from fetcher.lease.values import HttpsRepository, LeaseValues
     from fetcher.sources.base import FetchOptions
-    from fetcher.sources.https import HttpsSource, plan_https
+    from fetcher.sources.https import HttpsSource, plan
 
     write_secret(tmp_path / "secrets", "pull", TOKEN)
     source = HttpsSource(FetchOptions(secrets=SecretStore(tmp_path / "secrets"), volumes_dir=tmp_path))
     spec = parse_model_spec("name=m,uri=http://models.example.com/m.zip", origin="t")
     allowed = LeaseValues(https=(HttpsRepository("pull", "models.example.com", allow_plain_http=True),))
-    assert source._secret(plan_https(spec, allowed)).reveal() == TOKEN
+    assert source._secret(plan(spec, None, allowed, source.options)).reveal() == TOKEN
     refused = LeaseValues(https=(HttpsRepository("pull", "models.example.com"),))
     with pytest.raises(SecretError, match="allowPlainHttp"):
-        source._secret(plan_https(spec, refused))
+        source._secret(plan(spec, None, refused, source.options))
 
 
 def test_hostile_zip_leaves_nothing_behind(tmp_path: Path, site: Path, http_server, cli) -> None:
@@ -194,7 +194,7 @@ def test_sha256_is_checked(tmp_path: Path, http_server, cli) -> None:
 def test_size_limit_applies_to_the_download(tmp_path: Path, http_server, cli) -> None:
     values = values_file(tmp_path, [], [f"name=m,uri={http_server.url('my_model.zip')}"])
     result = cli(*fetch_args(tmp_path, values, "--max-model-size", "100"))
-    assert result.status == 1 and "larger than the limit of 100 bytes" in result.stderr
+    assert result.status == 1 and "the download: more than the limit of 100 bytes" in result.stderr
 
 
 def test_a_restart_does_not_download_installed_models_again(tmp_path: Path, site: Path, http_server, cli) -> None:

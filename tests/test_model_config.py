@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fetcher.repository.model_config import configured_name, make_name_agree
+from fetcher.model_folder import configured_name, make_name_agree
 
 CONFIG = '''# name: "commented"
 name: "resnet"  # the model

@@ -18,7 +18,7 @@ from devkit.ports import free_port
 from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError
 from fetcher.lease.values import S3Repository
 from fetcher.plan import plan_lease
-from fetcher.repository.model_config import configured_name
+from fetcher.model_folder import configured_name
 from fetcher.sources import s3 as s3_source
 from fetcher.sources.parallel_download import TransferSettings, split_parts
 from fetcher.sources.s3 import S3Source
@@ -330,6 +330,7 @@ def test_an_unreachable_endpoint_is_named(tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="cannot reach the S3 endpoint") as caught:
         fetch_directly(values, "name=m,uri=model://repo0/m", tmp_path, source)
     assert url in str(caught.value)
+    assert "(Connection refused)" in str(caught.value)
 
 
 def test_a_missing_bucket_is_named(public_s3: S3Endpoint, tmp_path: Path) -> None:
@@ -371,7 +372,7 @@ def test_the_size_limit_is_checked_before_downloading(moto: S3Endpoint, tmp_path
     run = run_fetch(s3_values(moto_repo(moto, "limited", tmp_path)), ["name=my_model,uri=model://repo0/my_model"],
                     tmp_path,
                     max_model_bytes=100)
-    assert "more than the limit of 100" in (run.result("my_model").error or "")
+    assert "bytes, more than the limit of 100 bytes" in (run.result("my_model").error or "")
 
 
 def test_select_objects_refuses_a_file_that_is_also_a_folder() -> None:

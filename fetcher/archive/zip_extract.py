@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import ArchiveError
+from fetcher.errors import ArchiveError, TooLargeError
 
 RATIO_CHECK_MIN = 1024 * 1024  # smaller members cannot make a bomb worth refusing
 SUPPORTED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
@@ -127,10 +127,7 @@ def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.
             raise ArchiveError(f"entry {info.filename!r} uses an unsupported compression method ({info.compress_type})")
         declared += info.file_size
         if declared > max_bytes:
-            raise ArchiveError(
-                f"the archive unpacks to more than the limit of {max_bytes} bytes",
-                hint="raise --max-model-size if the model really is that large",
-            )
+            raise TooLargeError("the archive's content", max_bytes)
         if info.file_size > RATIO_CHECK_MIN and info.file_size > MAX_RATIO * max(info.compress_size, 1):
             raise ArchiveError(
                 f"entry {info.filename!r} has a compression ratio over {MAX_RATIO}:1 (a zip bomb?)"

@@ -26,12 +26,8 @@ class ModelUri:
         return self.scheme in ("http", "https")
 
 
-def redact_url(url: str) -> str:
-    """The URL with any ``user:password@`` part replaced, fit to print."""
-    return _USERINFO.sub(r"\g<scheme>***@", url)
-
-
-def redact_url_in_text(text: str) -> str:
+def redact_url(text: str) -> str:
+    """The URL (or any text holding URLs) with every ``user:password@`` part replaced, fit to print."""
     return _USERINFO.sub(r"\g<scheme>***@", text)
 
 

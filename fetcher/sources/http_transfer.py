@@ -23,7 +23,7 @@ from urllib3.util.retry import Retry
 
 from fetcher.credentials.secrets import SecretValue
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import DownloadError
+from fetcher.errors import DownloadError, TooLargeError, os_reason
 from fetcher.lease.uri import redact_url
 from fetcher.sources.parallel_download import ParallelDownload, RemoteFile, RetryableTransferError
 from fetcher.sources.parallel_download import TransferSettings as PartSettings
@@ -246,11 +246,8 @@ class HttpDownload:
             raise DownloadError(f"{redact_url(self.start_url)}: the download passed its deadline",
                                 hint="raise --model-timeout for very large models or slow servers")
 
-    def _too_large(self) -> DownloadError:
-        return DownloadError(
-            f"{redact_url(self.start_url)}: the download is larger than the limit of {self.settings.max_bytes} bytes",
-            hint="raise --max-model-size if the model really is that large",
-        )
+    def _too_large(self) -> TooLargeError:
+        return TooLargeError(f"{redact_url(self.start_url)}: the download", self.settings.max_bytes)
 
     def _pause(self, attempt: int) -> None:
         delay = min(0.1 * 2**attempt, 5.0) * (0.5 + random.random() / 2)
@@ -282,4 +279,5 @@ def _cause(exc: BaseException) -> str:
         inner = inner.__context__
     name = type(inner or exc).__name__
     text = str(getattr(inner, "strerror", "") or "") if inner is not None else ""
+    text = text or os_reason(exc) or ""  # requests hides "Connection refused" deeper than the context chain
     return f"{name}{': ' + text if text else ''}"

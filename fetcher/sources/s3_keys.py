@@ -11,6 +11,7 @@ from typing import Iterable
 
 from fetcher.archive.zip_extract import is_junk, safe_member_path
 from fetcher.errors import ArchiveError, ModelLayoutError
+from fetcher.model_folder import NOT_A_MODEL, is_model
 from fetcher.sources.parallel_download import RemoteFile
 
 MAX_NAMES_SHOWN = 10
@@ -77,22 +78,30 @@ def _check_tree(files: list[RemoteFile], where: str) -> None:
 
 def check_is_model(objects: ModelObjects, *, where: str) -> None:
     """Refuse, before downloading anything, a prefix that is not one Triton model folder."""
-    names = {f.relative for f in objects.files}
-    if "config.pbtxt" in names:
+    files, markers = {f.relative for f in objects.files}, set(objects.folders)
+    if is_model(_names_in("", files, set()), _names_in("", files | markers, markers, folders=True)):
         return
-    under_folders = [p for p in names if "/" in p] + list(objects.folders)
-    if any(p.split("/")[0].isdigit() for p in under_folders):
-        return
-    inner = sorted({p.split("/")[0] for p in names if p.split("/")[1:] == ["config.pbtxt"] or _has_version(p)})
-    tops = sorted({p.split("/")[0] for p in names | set(objects.folders)})
+    tops = sorted({p.split("/")[0] for p in files | markers})
+    inner = [top for top in tops
+             if is_model(_names_in(top, files, set()), _names_in(top, files | markers, markers, folders=True))]
     hint = None
     if inner:
         hint = "it holds model folder(s) " + ", ".join(inner[:MAX_NAMES_SHOWN]) + "; name one of them in the uri"
     elif tops:
         hint = "it holds " + ", ".join(tops[:MAX_NAMES_SHOWN])
-    raise ModelLayoutError(f"{where} holds no Triton model (no config.pbtxt and no numeric version folder)", hint=hint)
+    raise ModelLayoutError(f"{where} holds no Triton model ({NOT_A_MODEL})", hint=hint)
 
 
-def _has_version(relative: str) -> bool:
-    parts = relative.split("/")
-    return len(parts) >= 3 and parts[1].isdigit()
+def _names_in(folder: str, paths: set[str], markers: set[str], *, folders: bool = False) -> set[str]:
+    """Names of the files (or, with ``folders``, the folders) directly in ``folder``; "" is the top."""
+    prefix = folder + "/" if folder else ""
+    names: set[str] = set()
+    for path in paths:
+        if not path.startswith(prefix) or path == prefix.rstrip("/"):
+            continue
+        head, below, _ = path[len(prefix):].partition("/")
+        if folders and (below or path in markers):
+            names.add(head)
+        elif not folders and not below:
+            names.add(head)
+    return names
