@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
@@ -13,12 +14,13 @@ from fetcher.cli.status import ExitStatus
 from fetcher.credentials.secrets import SecretStore
 from fetcher.errors import FetcherError
 from fetcher.lease.values import load_lease
-from fetcher.logs import configure
+from fetcher.logs import LOG_FORMATS, configure, get_logger
 from fetcher.plan import plan_lease
+from fetcher.progress import FetchObserver
 from fetcher.repository.install import Repository, default_staging_dir
 from fetcher.runner import fetch_all
 from fetcher.sources.base import DEFAULT_MAX_MODEL_BYTES, FetchOptions
-from fetcher.termination import write_termination_message
+from fetcher.termination import order_failures, write_termination_message
 
 DEFAULT_SECRETS_DIR = "/var/run/secrets/model-fetcher"
 DEFAULT_VOLUMES_DIR = "/mnt/model-volumes"
@@ -57,6 +59,20 @@ def _seconds(text: str) -> float:
     return _positive(text, float, "a number of seconds")
 
 
+def _interval(text: str) -> float:
+    """Seconds, or 0 for never."""
+    return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
+
+
+def _port(text: str) -> int:
+    if text.strip() == "0":
+        return 0
+    port = _count(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535, or 0 for none)")
+    return port
+
+
 def _add_lease_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--values", action="append", default=[], type=Path, metavar="FILE",
                         help="Helm values file; repeat it, later files override earlier ones like helm -f")
@@ -67,6 +83,9 @@ def _add_lease_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volumes-dir", type=Path, default=Path(DEFAULT_VOLUMES_DIR), metavar="DIR",
                         help="where volume claims are mounted as <DIR>/<repositoryName> (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                        help="log lines as key=value text, or one JSON object a line with the same keys "
+                             "(default: %(default)s)")
 
 
 def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +109,9 @@ def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
                         help="longest wait for the next bytes from a server (default: %(default)s)")
     parser.add_argument("--volume-mode", choices=["link", "copy"], default="link",
                         help="install volume models as symbolic links or as copies (default: %(default)s)")
+    parser.add_argument("--progress-interval", type=_interval, default=10.0, metavar="SECONDS",
+                        help="log a progress line (bytes, total, rate, ETA) for each model in flight this often; "
+                             "0 for none (default: %(default)s)")
 
 
 def _add_watch_options(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +131,10 @@ def _add_watch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status-file", type=Path, metavar="FILE",
                         help="where the sidecar's status is written for `model-fetcher status` "
                              "(default: status.json in the staging folder)")
+    parser.add_argument("--metrics-port", type=_port, default=0, metavar="PORT",
+                        help="serve Prometheus metrics at http://ADDRESS:PORT/metrics; 0 for none (default: %(default)s)")
+    parser.add_argument("--metrics-address", default="0.0.0.0", metavar="ADDRESS",
+                        help="the address the metrics server listens on (default: %(default)s)")
 
 
 def _add_status_options(parser: argparse.ArgumentParser) -> None:
@@ -144,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _options(args: argparse.Namespace) -> FetchOptions:
+def _options(args: argparse.Namespace, observer: FetchObserver | None = None) -> FetchOptions:
     return FetchOptions(
+        observer=observer or FetchObserver(),
         secrets=SecretStore(args.secrets_dir),
         volumes_dir=args.volumes_dir,
         ca_bundle=getattr(args, "ca_bundle", None),
@@ -167,15 +194,19 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
         from fetcher.watch.command import run_status
 
         return run_status(args, stdout)
-    log = configure(args.log_level)
+    log = configure(args.log_level, args.log_format)
     termination_log = getattr(args, "termination_log", None)
-    if args.command == "watch":
-        from fetcher.watch.command import run_watch
+    observer = None
+    if args.command in ("fetch", "watch"):
+        from fetcher.metrics import FetchMetrics  # not for explain: it must start fast
 
-        return run_watch(args, _options(args))
+        observer = FetchObserver(FetchMetrics(), interval=args.progress_interval)
+    if args.command == "watch":
+        assert observer is not None
+        return _watch(args, _options(args, observer), observer)
     try:
         lease = load_lease(args.values, args.model)
-        options = _options(args)
+        options = _options(args, observer)
         plans = plan_lease(lease, options)
     except FetcherError as exc:
         log.error("error=%s", exc)
@@ -187,22 +218,64 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
 
     dest: Path = args.dest
     repository = Repository(root=dest, staging=args.staging_dir or default_staging_dir(dest))
+    started = time.monotonic()
     try:
-        results = fetch_all(plans, repository, options, args.concurrency)
+        with options.observer.reporting():
+            results = fetch_all(plans, repository, options, args.concurrency)
     except FetcherError as exc:
         log.error("error=%s", exc)
         write_termination_message(termination_log, [str(exc)])
         return ExitStatus.BAD_INPUT
-    failures = [f"model {r.name!r}: {r.error}" for r in results if not r.ok]
+    failures = [(f"model {r.name!r}: {r.error}", r.reason) for r in results if not r.ok]
     total = sum(r.bytes_transferred for r in results)
-    log.info("event=done models=%d installed=%d failed=%d bytes=%d", len(results), len(results) - len(failures),
-             len(failures), total)
+    figures = _write_metrics_file(options.observer, repository)
+    log.info("event=done models=%d installed=%d failed=%d bytes=%d seconds=%.2f%s", len(results),
+             len(results) - len(failures), len(failures), total, time.monotonic() - started, figures)
     if failures:
-        for line in failures:
-            print(line, file=sys.stderr)
-        write_termination_message(termination_log, failures)
+        if args.log_format == "text":  # in JSON, the event=failed lines say it, and stderr stays JSON
+            for line, _reason in failures:
+                print(line, file=sys.stderr)
+        write_termination_message(termination_log, order_failures(failures))
         return ExitStatus.MODELS_FAILED
     return ExitStatus.SUCCESS
+
+
+def _write_metrics_file(observer: FetchObserver, repository: Repository) -> str:
+    """Write the run's metrics into the staging folder (node exporter textfile format); return their
+    totals as fields for the last log line."""
+    metrics = observer.metrics
+    if metrics is None:
+        return ""
+    from fetcher.metrics import TEXTFILE_NAME
+
+    figures = " ".join(f"{key}={value}" for key, value in metrics.totals().items())
+    path = repository.staging / TEXTFILE_NAME
+    try:
+        metrics.write_textfile(path)
+    except OSError as exc:
+        return f" {figures} metrics_file=- metrics_error={exc.strerror or exc}"
+    return f" {figures} metrics_file={path}"
+
+
+def _watch(args: argparse.Namespace, options: FetchOptions, observer: FetchObserver) -> int:
+    from fetcher.watch.command import run_watch
+
+    log = get_logger()
+    server = None
+    if args.metrics_port and observer.metrics is not None:
+        try:
+            server = observer.metrics.serve(args.metrics_address, args.metrics_port)
+        except FetcherError as exc:
+            log.error("error=%s", exc)
+            write_termination_message(args.termination_log, [str(exc)])
+            return ExitStatus.USAGE
+        log.info("event=metrics-serving address=%s port=%d path=/metrics", args.metrics_address, server.port)
+    try:
+        with observer.reporting():
+            return run_watch(args, options)
+    finally:
+        if server is not None:
+            server.close()
 
 
 def main() -> int:

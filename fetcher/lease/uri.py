@@ -10,6 +10,8 @@ from fetcher.errors import ModelSpecError
 
 REPOSITORY_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+# A query string may hold a token (a presigned URL's signature): only its presence is shown.
+_QUERY = re.compile(r"(?P<url>[A-Za-z][A-Za-z0-9+.-]*://[^\s?#'\"]*)\?[^\s#'\"]*?(?=[:,;.)]*(?:[\s#'\"]|$))")
 
 
 @dataclass(frozen=True)
@@ -27,12 +29,12 @@ class ModelUri:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any ``user:password@`` part replaced, fit to print."""
-    return _USERINFO.sub(r"\g<scheme>***@", url)
+    """The URL with any ``user:password@`` part and its query string replaced, fit to print."""
+    return redact_url_in_text(url)
 
 
 def redact_url_in_text(text: str) -> str:
-    return _USERINFO.sub(r"\g<scheme>***@", text)
+    return _QUERY.sub(r"\g<url>?***", _USERINFO.sub(r"\g<scheme>***@", text))
 
 
 def parse_model_uri(text: str, *, model: str) -> ModelUri:

@@ -91,10 +91,14 @@ def run_watch(args: argparse.Namespace, options: FetchOptions) -> int:
     triton_up = triton.live()
     result = reconciler.sync(initial, load=triton_up)
     _report(result, log)
+    for name in result.unchanged:  # installed before this sidecar (re)started, and kept
+        options.observer.kept(name, reconciler.manifest.installed_bytes(name))
+    _measure(options, reconciler, result)
     if result.failures and not triton_up:
         lines = [f"model {name!r}: {why}" for name, why in sorted(result.failures.items())]
-        for line in lines:
-            print(line, file=sys.stderr)
+        if getattr(args, "log_format", "text") == "text":  # in JSON, the event=failed lines say it
+            for line in lines:
+                print(line, file=sys.stderr)
         write_termination_message(args.termination_log, lines)
         status.phase, status.failures = "failed", result.failures
         write_status(status_file, status)
@@ -119,6 +123,7 @@ def run_watch(args: argparse.Namespace, options: FetchOptions) -> int:
             # Broken values: keep serving what is there and wait for the next change.
             log.error("event=values-refused error=%s", exc)
             status.failures, status.last_sync, retry_at = {"values": str(exc)}, now_text(), None
+            _measure(options, reconciler, SyncResult(failures={"values": str(exc)}))
             write_status(status_file, status)
             continue
         if not _wait_for_triton(triton, args.triton_timeout, stop.event):
@@ -129,6 +134,7 @@ def run_watch(args: argparse.Namespace, options: FetchOptions) -> int:
         else:
             result = reconciler.sync(wanted, load=True)
             _report(result, log)
+        _measure(options, reconciler, result)
         _record(status, reconciler, result)
         write_status(status_file, status)
         if result.failures:
@@ -150,6 +156,16 @@ def _wait_for_triton(triton: TritonClient, timeout: float, stop: threading.Event
         if time.monotonic() >= deadline or stop.wait(1.0):
             return False
     return True
+
+
+def _measure(options: FetchOptions, reconciler: Reconciler, result: SyncResult) -> None:
+    metrics = options.observer.metrics
+    if metrics is None:
+        return
+    reason = None
+    if result.failures:
+        reason = next((key for key in ("values", "triton") if key in result.failures), "models")
+    metrics.synced(len(reconciler.installed()), reason)
 
 
 def _record(status: WatchStatus, reconciler: Reconciler, result: SyncResult) -> None:

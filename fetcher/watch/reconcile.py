@@ -95,6 +95,8 @@ class Reconciler:
             finally:
                 self.repository.discard(trash)
         self.manifest.forget(name)
+        if self.options.observer.metrics is not None:
+            self.options.observer.metrics.model_removed()
         self.log.info("model=%s event=removed%s", name, " unloaded=true" if load else "")
 
     def _apply(self, plan: ModelPlan, load: bool) -> str | None:
