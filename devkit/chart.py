@@ -119,10 +119,35 @@ def load_chart(chart_dir: Path = CHART_DIR) -> Any:
     return helm_python.Chart.load(chart_dir)
 
 
-def render_chart(values: dict[str, Any], *, name: str, namespace: str, chart: Any = None) -> Rendered:
-    """Render like `helm template NAME chart -n NAMESPACE -f values` (Helm's own engine)."""
+def render_chart(
+    values: dict[str, Any],
+    *,
+    name: str,
+    namespace: str,
+    chart: Any = None,
+    kube_version: str | None = None,
+    api_versions: tuple[str, ...] = (),
+) -> Rendered:
+    """Render like `helm template NAME chart -n NAMESPACE -f values [--kube-version V] [--api-versions A]`.
+
+    `kube_version` and `api_versions` set `.Capabilities` as those flags do. helm-python-sdk's
+    `Chart.render` does not expose them, although the native render of the same Helm engine takes
+    them as options; without them the render is `Chart.render`'s, unchanged.
+    """
     chart = chart or load_chart()
-    return Rendered(chart.render(values, name=name, namespace=namespace))
+    if kube_version is None and not api_versions:
+        return Rendered(chart.render(values, name=name, namespace=namespace))
+    import json
+
+    from helm_python import _native
+    from helm_python.chart import _dumps
+
+    options: dict[str, Any] = {"name": name, "namespace": namespace}
+    if kube_version is not None:
+        options["kube_version"] = kube_version
+    if api_versions:
+        options["api_versions"] = list(api_versions)
+    return Rendered(json.loads(_native.call_string("helm_render", chart._raw(), _dumps(values), json.dumps(options))))
 
 
 def lint_chart(values: dict[str, Any], *, kube_version: str, namespace: str) -> list[str]:

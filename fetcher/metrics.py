@@ -42,8 +42,9 @@ class FetchMetrics:
         self.removed = Counter(f"{PREFIX}_models_removed", "Models removed because the lease no longer names "
                                "them", registry=r)
         self.models = Gauge(f"{PREFIX}_models", "Models in the repository root", registry=r)
-        self.last_success = Gauge(f"{PREFIX}_last_successful_sync_timestamp_seconds", "When the lease was last "
-                                  "installed in full (Unix time)", registry=r)
+        self.last_success = Gauge(f"{PREFIX}_last_successful_sync_timestamp_seconds", "When the repository was "
+                                  "last seen holding the whole lease: a sync that applied everything, or a poll "
+                                  "of the sidecar with nothing failing (Unix time)", registry=r)
         self.syncs = Counter(f"{PREFIX}_syncs", "Syncs of the lease (the fetch, or each of the sidecar's)",
                              registry=r)
         self.reconcile_failures = Counter(f"{PREFIX}_reconcile_failures", "Syncs (the fetch, or each of the "
@@ -73,9 +74,12 @@ class FetchMetrics:
         self.syncs.inc()
         self.models.set(models)
         if failure_reason is None:
-            self.last_success.set_to_current_time()
+            self.in_sync()
         else:
             self.reconcile_failures.labels(failure_reason).inc()
+
+    def in_sync(self) -> None:
+        self.last_success.set_to_current_time()
 
     # -- reading them out -----------------------------------------------------------------------
 

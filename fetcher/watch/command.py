@@ -114,6 +114,8 @@ def run_watch(args: argparse.Namespace, options: FetchOptions) -> int:
         changed = watcher.changed()
         due = retry_at is not None and time.monotonic() >= retry_at
         if not changed and not due:
+            if not status.failures and options.observer.metrics is not None:
+                options.observer.metrics.in_sync()  # the repository still holds the whole lease
             continue
         log.info("event=%s", "values-changed" if changed else "retry")
         status.values_digest = watcher.digest

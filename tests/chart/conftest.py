@@ -9,7 +9,7 @@ import helm_python
 import pytest
 import yaml
 
-from devkit.chart import CHART_DIR, ROOT, Rendered, merge_values  # noqa: F401 - shared with the demo
+from devkit.chart import CHART_DIR, ROOT, Rendered, merge_values, render_chart  # noqa: F401 - shared with the demo
 
 RELEASE = "lease1"
 NAMESPACE = "models"
@@ -35,8 +35,16 @@ def chart() -> helm_python.Chart:
 def render(chart: helm_python.Chart) -> Callable[..., Rendered]:
     """render(values, ...) -> Rendered, with the release name and namespace of every test."""
 
-    def _render(values: dict[str, Any] | None = None, *, name: str = RELEASE, namespace: str = NAMESPACE) -> Rendered:
-        return Rendered(chart.render(values or {}, name=name, namespace=namespace))
+    def _render(
+        values: dict[str, Any] | None = None,
+        *,
+        name: str = RELEASE,
+        namespace: str = NAMESPACE,
+        kube_version: str | None = None,
+        api_versions: tuple[str, ...] = (),
+    ) -> Rendered:
+        return render_chart(values or {}, name=name, namespace=namespace, chart=chart,
+                            kube_version=kube_version, api_versions=api_versions)
 
     return _render
 
