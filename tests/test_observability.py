@@ -174,3 +174,24 @@ def test_failure_reasons_are_short_labels() -> None:
     assert failure_reason(SecretError("s")) == "secret"
     assert failure_reason(DownloadError("d")) == "download"
     assert failure_reason(KeyError("k")) == "internal"
+
+
+def test_bad_observability_options_are_usage_errors(tmp_path: Path, cli) -> None:
+    base = ["--dest", tmp_path / "models", "--termination-log", tmp_path / "t"]
+    assert cli("fetch", *base, "--progress-interval", "-1").status == 2
+    assert cli("fetch", *base, "--log-format", "xml").status == 2
+    result = cli("watch", *base, "--metrics-port", "70000")
+    assert result.status == 2 and "is not a port" in result.stderr
+
+
+def test_a_metrics_port_in_use_is_named(tmp_path: Path, cli) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("watch", "--dest", tmp_path / "models", "--termination-log", tmp_path / "t",
+                     "--metrics-port", str(port), "--metrics-address", "127.0.0.1")
+    assert result.status == 2
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr and "--metrics-port" in result.stderr

@@ -61,7 +61,11 @@ def _seconds(text: str) -> float:
 
 def _interval(text: str) -> float:
     """Seconds, or 0 for never."""
-    return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
+    try:
+        never = float(text) == 0
+    except ValueError:
+        never = False  # _seconds says what is wrong
+    return 0.0 if never else _seconds(text)
 
 
 def _port(text: str) -> int:
