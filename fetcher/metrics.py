@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, write_to_textfile
 from prometheus_client.exposition import start_http_server
@@ -53,8 +54,9 @@ class FetchMetrics:
 
     # -- what the observer, the runner and the sidecar report ----------------------------------
 
-    def downloaded(self, source: str, model: str, count: int) -> None:
-        self.downloaded_bytes.labels(source, model).inc(count)
+    def downloaded_counter(self, source: str, model: str) -> Callable[[int], None]:
+        """What counts a model's downloaded bytes: called with each chunk's size."""
+        return self.downloaded_bytes.labels(source, model).inc
 
     def reused(self, kind: str, count: int) -> None:
         self.reused_bytes.labels(kind).inc(count)

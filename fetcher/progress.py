@@ -72,6 +72,8 @@ class ModelProgress:
         self._done = 0
         self._total: int | None = None
         self._phase = "download"
+        # The model's bytes counter, looked up once: add() runs for every chunk read.
+        self._count_bytes = metrics.downloaded_counter(source, name) if metrics is not None else None
 
     def expect(self, total: int | None) -> None:
         """The model's size in bytes, once a listing or a response tells it."""
@@ -82,8 +84,8 @@ class ModelProgress:
         """``count`` bytes received (and written)."""
         with self._lock:
             self._done += count
-        if self._metrics is not None:
-            self._metrics.downloaded(self.source, self.name, count)
+        if self._count_bytes is not None:
+            self._count_bytes(count)
 
     def discard(self, count: int) -> None:
         """``count`` bytes received earlier were thrown away (the transfer starts again from zero)."""

@@ -195,3 +195,22 @@ def test_a_metrics_port_in_use_is_named(tmp_path: Path, cli) -> None:
                      "--metrics-port", str(port), "--metrics-address", "127.0.0.1")
     assert result.status == 2
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr and "--metrics-port" in result.stderr
+
+
+def test_log_fields_keep_free_text_whole_and_names_as_text() -> None:
+    from fetcher.logs import parse_fields
+
+    assert parse_fields("model=007 event=start source=s3 location=s3://b/p (endpoint https://e) secret=none") == {
+        "model": "007", "event": "start", "source": "s3", "location": "s3://b/p (endpoint https://e)",
+        "secret": "none"}
+    assert parse_fields("model=m event=failed seconds=1.50 error=spec 'name=x, uri=y' is wrong") == {
+        "model": "m", "event": "failed", "seconds": 1.5, "error": "spec 'name=x, uri=y' is wrong"}
+    assert parse_fields("event=synced applied=- unchanged=3") == {"event": "synced", "applied": None, "unchanged": 3}
+
+
+def test_redaction_hides_query_strings_and_keeps_what_follows() -> None:
+    from fetcher.lease.uri import redact_url, redact_url_in_text
+
+    assert redact_url("https://u:p@h/m.zip?X-Amz-Signature=abc#f") == "https://***@h/m.zip?***#f"
+    assert redact_url_in_text("https://h/m.zip?token=t: HTTP 404 ('https://h/x?y=z')") == \
+        "https://h/m.zip?***: HTTP 404 ('https://h/x?***')"
