@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from fetcher.lease.uri import redact_url_in_text
+from fetcher.lease.uri import redact_url
 
 LOGGER_NAME = "model-fetcher"
 LOG_FORMATS = ("text", "json")
@@ -65,13 +65,13 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's naming
-        record.message = redact_url_in_text(record.message)
+        record.message = redact_url(record.message)
         return super().formatMessage(record)
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        message = redact_url_in_text(record.getMessage())
+        message = redact_url(record.getMessage())
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
         line = {"time": stamp, "level": record.levelname, **parse_fields(message)}
         return json.dumps(line, ensure_ascii=False)

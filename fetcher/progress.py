@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from fetcher.metrics import FetchMetrics
 
 MiB = 1024 * 1024
+PROGRESS_INTERVAL = 10.0  # seconds between progress lines, unless --progress-interval says otherwise
 
 # Failure reasons (a metric label and the order of the termination message): the first are the
 # ones a user can fix from the message alone.

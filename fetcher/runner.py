@@ -71,6 +71,7 @@ def install_model(plan: ModelPlan, repository: Repository, options: FetchOptions
         seconds = time.monotonic() - start
         reason = observer.finish(name, plan.source, seconds=seconds, error=exc)
         log.error("model=%s event=failed seconds=%.2f error=internal %s", name, seconds, type(exc).__name__)
+        log.debug("model=%s event=internal-error", name, exc_info=True)  # the stack, with --debug
         return ModelResult(name=name, ok=False, seconds=seconds, error=f"internal error ({type(exc).__name__})",
                            reason=reason)
     finally:

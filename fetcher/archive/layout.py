@@ -6,12 +6,7 @@ from pathlib import Path
 
 from fetcher.archive.zip_extract import is_junk
 from fetcher.errors import ModelLayoutError
-
-
-def _is_model_dir(folder: Path) -> bool:
-    if (folder / "config.pbtxt").is_file():
-        return True
-    return any(child.is_dir() and child.name.isdigit() for child in folder.iterdir())
+from fetcher.model_folder import NOT_A_MODEL, is_model_dir
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -20,11 +15,11 @@ def _entries(folder: Path) -> list[Path]:
 
 def find_model_root(tree: Path, *, what: str) -> Path:
     """The folder that holds the one model in ``tree``; ``what`` names the tree in errors."""
-    if _is_model_dir(tree):
+    if is_model_dir(tree):
         return tree
     entries = _entries(tree)
     folders = [p for p in entries if p.is_dir()]
-    models = [p for p in folders if _is_model_dir(p)]
+    models = [p for p in folders if is_model_dir(p)]
     if len(models) == 1 and len(entries) == 1:
         return models[0]
     if len(models) > 1:
@@ -37,6 +32,6 @@ def find_model_root(tree: Path, *, what: str) -> Path:
         stray = ", ".join(p.name for p in entries if p != models[0])
         raise ModelLayoutError(f"{what} holds a model folder {models[0].name!r} and other entries beside it ({stray})")
     raise ModelLayoutError(
-        f"{what} holds no Triton model (no config.pbtxt and no numeric version folder)",
+        f"{what} holds no Triton model ({NOT_A_MODEL})",
         hint="expected config.pbtxt and 1/... at the top, or inside one top-level folder",
     )

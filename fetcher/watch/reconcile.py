@@ -14,14 +14,13 @@ has loaded once it runs.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetcher.errors import FetcherError, InstallError
 from fetcher.logs import get_logger
-from fetcher.repository.install import REPLACED_NAME, Repository
+from fetcher.repository.install import Repository
 from fetcher.repository.manifest import MANIFEST_NAME, Manifest, plan_fingerprint
 from fetcher.runner import install_model
 from fetcher.sources.base import FetchOptions, ModelPlan
@@ -38,7 +37,7 @@ class SyncResult:
 
 class Reconciler:
     def __init__(self, repository: Repository, options: FetchOptions, triton: TritonClient, *,
-                 concurrency: int = 4, unload_timeout: float = 600.0) -> None:
+                 concurrency: int, unload_timeout: float) -> None:
         self.repository = repository
         self.options = options
         self.triton = triton
@@ -50,6 +49,9 @@ class Reconciler:
 
     def installed(self) -> list[str]:
         return sorted(self.manifest.names())
+
+    def installed_bytes(self, name: str) -> int:
+        return self.manifest.installed_bytes(name)
 
     def sync(self, plans: list[ModelPlan], *, load: bool) -> SyncResult:
         """Apply the lease; with ``load`` False (Triton not started yet) only the files change."""
@@ -85,15 +87,7 @@ class Reconciler:
         if load:
             self.triton.unload(name)
             self.triton.wait_unloaded(name, self.unload_timeout)
-        final = self.repository.root / name
-        if final.is_symlink() or final.exists():
-            trash = self.repository.workdir(name)
-            try:
-                os.rename(final, trash / "removed")
-            except OSError as exc:
-                raise InstallError(f"model {name!r}: cannot remove {str(final)!r}: {exc.strerror}") from None
-            finally:
-                self.repository.discard(trash)
+        self.repository.remove(name)
         self.manifest.forget(name)
         if self.options.observer.metrics is not None:
             self.options.observer.metrics.model_removed()
@@ -128,19 +122,17 @@ class Reconciler:
 
     def _roll_back(self, name: str, workdir: Path, previous: str | None) -> bool:
         """Triton refused the new model: put back the folder that was there, if any (True then)."""
-        final = self.repository.root / name
-        replaced = workdir / REPLACED_NAME
-        restored = False
         try:
-            os.rename(final, workdir / "refused")
-            if replaced.is_symlink() or replaced.exists():
-                os.rename(replaced, final)
-                restored = True
-                if previous is not None:
-                    self.manifest.record(name, previous, final)
-        except OSError as exc:
-            self.log.error("model=%s event=rollback-failed error=%s", name, exc.strerror)
-            return restored
+            restored = self.repository.restore(name, workdir)
+        except InstallError as exc:
+            self.log.error("model=%s event=rollback-failed error=%s", name, exc)
+            return False
+        if restored and previous is not None:
+            try:
+                self.manifest.record(name, previous, self.repository.root / name)
+            except OSError as exc:
+                self.log.error("model=%s event=rollback-failed error=%s", name, exc.strerror)
+                return True
         self.log.warning("model=%s event=rolled-back detail=%s", name,
                          "the previous version stays installed and serving" if restored else "the new model was removed")
         return restored

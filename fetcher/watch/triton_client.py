@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import requests
 
-from fetcher.errors import FetcherError
+from fetcher.errors import FetcherError, os_reason
 
 
 class TritonError(FetcherError):
@@ -31,7 +31,7 @@ class TritonClient:
         except requests.Timeout:
             raise TritonError(f"{what}: Triton at {self.url} did not answer within {self.load_timeout:.0f}s") from None
         except requests.RequestException as exc:
-            raise TritonError(f"{what}: cannot reach Triton at {self.url} ({type(exc).__name__})") from None
+            raise TritonError(f"{what}: cannot reach Triton at {self.url} ({os_reason(exc) or type(exc).__name__})") from None
         if response.status_code != 200:
             raise TritonError(f"{what}: Triton answered HTTP {response.status_code}: {_error_text(response)}")
 
@@ -54,7 +54,7 @@ class TritonClient:
             response = self._session.get(self.url + f"/v2/models/{quote(name, safe='')}/ready",
                                          timeout=(self.connect_timeout, self.connect_timeout))
         except requests.RequestException as exc:
-            raise TritonError(f"model {name!r}: cannot reach Triton at {self.url} ({type(exc).__name__})") from None
+            raise TritonError(f"model {name!r}: cannot reach Triton at {self.url} ({os_reason(exc) or type(exc).__name__})") from None
         return response.status_code == 200
 
     def wait_unloaded(self, name: str, timeout: float) -> None:
