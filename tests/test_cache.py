@@ -85,6 +85,10 @@ class Pod:
         process = self.start(models, ca_file)
         return process.wait(timeout=120)
 
+    def metrics(self) -> str:
+        """The run's Prometheus metrics, as the fetcher writes them beside the repository."""
+        return (self.home / "models" / ".repository.staging" / "metrics.prom").read_text()
+
     def text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
 
@@ -125,6 +129,11 @@ def test_pods_of_a_node_fetching_one_model_at_once_download_it_once(tmp_path: Pa
     for pod in others:
         assert "event=cache-hit" in pod.text() and "bytes_saved=" in pod.text()
         assert (pod.root / "m1" / "1" / "weights.bin").stat().st_size == PADDING
+        metrics = pod.metrics()
+        assert 'model_fetcher_cache_events_total{event="wait"} 1.0' in metrics
+        assert 'model_fetcher_cache_events_total{event="hit"} 1.0' in metrics
+        assert 'model_fetcher_reused_bytes_total{kind="cache"}' in metrics
+    assert 'model_fetcher_cache_events_total{event="stored"} 1.0' in first.metrics()
     # A pod started later reuses the entry at once.
     late = Pod(tmp_path, "pod-e", cache)
     assert late.fetch(model, ca_file) == 0, late.text()
@@ -143,6 +152,8 @@ def test_eviction_keeps_the_limit_and_the_entries_in_use(tmp_path: Path, server:
         m2_entry = entry_of(pods["pod-b"].root / "m2")
         assert pods["pod-c"].fetch([f"name=m3,uri={server.url('m3.zip')}"], ca_file) == 0, pods["pod-c"].text()
         assert "event=cache-evict" in pods["pod-c"].text()
+        assert 'model_fetcher_cache_events_total{event="evict"} 1.0' in pods["pod-c"].metrics()
+        assert "model_fetcher_cache_evicted_bytes_total" in pods["pod-c"].metrics()
         assert not m2_entry.exists()  # least recently used and in no running pod's lease
         assert (pods["pod-a"].root / "m1" / "config.pbtxt").is_file()  # in use: kept
         assert cache_bytes(cache) <= limit

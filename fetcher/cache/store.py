@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from fetcher.cache.keys import announced_size, cache_key, source_validators
 from fetcher.errors import CacheError
@@ -37,6 +37,9 @@ from fetcher.file_digest import sha256_hex
 from fetcher.logs import get_logger
 from fetcher.model_folder import CONFIG_NAME, configured_name
 from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
+
+if TYPE_CHECKING:
+    from fetcher.metrics import FetchMetrics
 
 INDEX_NAME = "index.json"
 LOCK_POLL_SECONDS = 0.1
@@ -54,10 +57,14 @@ class CacheSettings:
 
 
 class ModelCache:
-    """One process's handle on the shared cache; holds its pod's lease lock while it lives."""
+    """One process's handle on the shared cache; holds its pod's lease lock while it lives.
 
-    def __init__(self, settings: CacheSettings) -> None:
+    ``metrics`` (the run's FetchMetrics) counts its events and the bytes evicted.
+    """
+
+    def __init__(self, settings: CacheSettings, metrics: FetchMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.root = settings.root
         self.log = get_logger()
         try:
@@ -81,21 +88,30 @@ class ModelCache:
         validators = source_validators(plan, options)  # the tenant rule: asked with the pod's own credentials
         key = cache_key(plan, validators)
         if key is None:
+            self._count("bypass")
             self.log.info("model=%s event=cache-bypass detail=the source gives no validator (ETag, Last-Modified) "
                           "and the spec no sha256: fetched without the cache", name)
             return fill(workdir)
         announced = announced_size(validators)
         if announced > self.settings.max_bytes:
+            self._count("full")
             self.log.warning("model=%s event=cache-full bytes=%d limit=%d detail=larger than the cache; fetched "
                              "into the pod's own repository", name, announced, self.settings.max_bytes)
             return fill(workdir)
         with self._key_lock(key, name):
             entry = self._reuse(key, name)
             if entry is not None:
+                self._count("hit")
+                options.observer.model(name).reused("cache", entry["size"])
                 self.log.info("model=%s event=cache-hit key=%s bytes_saved=%d", name, key[:12], entry["size"])
                 return self._hand_out(plan, self.entry_dir(key), workdir)
+            self._count("miss")
             self.log.info("model=%s event=cache-miss key=%s", name, key[:12])
             return self._fill(plan, key, workdir, fill)
+
+    def _count(self, event: str, evicted_bytes: int = 0) -> None:
+        if self.metrics is not None:
+            self.metrics.cache_event(event, evicted_bytes)
 
     def keep_only(self, repository_root: Path) -> None:
         """Make the pod's lease name exactly the entries its repository links to now."""
@@ -124,6 +140,7 @@ class ModelCache:
                 entry["last_used"] = time.time()
                 self._add_to_lease(key)
                 return entry
+            self._count("corrupt")
             self.log.warning("model=%s event=cache-corrupt key=%s detail=%s; fetched again", name, key[:12], problem)
             del index[key]
             self._remove_entry(key)
@@ -163,8 +180,10 @@ class ModelCache:
                 else:
                     stored = False
             if stored:
+                self._count("stored")
                 self.log.info("model=%s event=cache-stored key=%s bytes=%d", name, key[:12], size)
                 return self._hand_out(plan, self.entry_dir(key), workdir, fetched.bytes_transferred)
+            self._count("full")
             self.log.warning("model=%s event=cache-full bytes=%d limit=%d detail=entries in use leave no room; "
                              "installed from the pod's own copy", name, size, self.settings.max_bytes)
             own = workdir / "model"
@@ -196,6 +215,7 @@ class ModelCache:
             size = index.pop(old_key)["size"]
             self._remove_entry(old_key)
             total -= size
+            self._count("evict", evicted_bytes=size)
             self.log.info("event=cache-evict key=%s bytes=%d detail=least recently used, in no running pod's lease",
                           old_key[:12], size)
         return total + incoming <= limit
@@ -306,6 +326,7 @@ class ModelCache:
                     if exc.errno not in (errno.EAGAIN, errno.EACCES):
                         raise
                 if not waited:
+                    self._count("wait")
                     self.log.info("model=%s event=cache-wait key=%s detail=another fetcher of the node is "
                                   "filling this entry", name, key[:12])
                     waited = True
