@@ -2,13 +2,15 @@
 
 As in the chart's pod, the fetcher reads the lease from a ConfigMap-style folder (updated by a
 ``..data`` swap), runs first, and Triton starts once the fetcher's status says ready, with
-``--model-control-mode=explicit --load-model=*`` on the port the fetcher calls.
+``--model-control-mode=explicit --load-model=*`` on the port the fetcher calls, its repository API
+restricted to requests that carry the model-control key the sidecar reads from a file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,6 +28,13 @@ from devkit.triton import RunningTriton, run_triton, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 TRITON_ARGS = ["--model-control-mode=explicit", "--load-model=*", "--strict-readiness=false"]  # as the chart
+# As the chart: the repository API demands this header, whose value the sidecar reads from a file.
+MODEL_CONTROL_HEADER = "model-control-key"
+
+
+def restricted_args(value: str) -> list[str]:
+    return [f"--http-restricted-api=model-repository:{MODEL_CONTROL_HEADER}={value}",
+            f"--grpc-restricted-protocol=model-repository:{MODEL_CONTROL_HEADER}={value}"]
 
 
 @dataclass
@@ -34,6 +43,7 @@ class WatchPod:
     server: RunningServer
     configmap: ConfigMapDir
     triton_port: int
+    model_control_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     stack: ExitStack = field(default_factory=ExitStack)
     process: subprocess.Popen[bytes] | None = None
     triton: RunningTriton | None = None
@@ -50,6 +60,15 @@ class WatchPod:
     def log_path(self) -> Path:
         return self.tmp / "watch.log"
 
+    @property
+    def key_file(self) -> Path:
+        """The model-control Secret's key as the sidecar's mount holds it."""
+        path = self.tmp / "model-control" / "key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.model_control_key)
+        return path
+
     def lease(self, models: dict[str, str]) -> None:
         """Write the lease (model name -> file served by the test server), as a ConfigMap update."""
         self.configmap.update({"values.yaml": lease_values(self.server, models)})
@@ -64,6 +83,8 @@ class WatchPod:
                 "--retry-interval", "600",
                 "--triton-timeout", "60",
                 "--status-file", str(self.status_file),
+                "--triton-auth-header", MODEL_CONTROL_HEADER,
+                "--triton-auth-file", str(self.key_file),
                 *extra]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(self.log_path, "ab") as log:
@@ -71,7 +92,8 @@ class WatchPod:
 
     def start_triton(self) -> RunningTriton:
         self.triton = self.stack.enter_context(
-            run_triton(self.repository, self.tmp / "triton.log", extra_args=TRITON_ARGS, http_port=self.triton_port))
+            run_triton(self.repository, self.tmp / "triton.log", http_port=self.triton_port,
+                       extra_args=[*TRITON_ARGS, *restricted_args(self.model_control_key)]))
         return self.triton
 
     def status(self) -> dict[str, Any]:

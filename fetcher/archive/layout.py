@@ -8,7 +8,8 @@ from fetcher.archive.zip_extract import is_junk
 from fetcher.errors import ModelLayoutError
 
 
-def _is_model_dir(folder: Path) -> bool:
+def is_model_dir(folder: Path) -> bool:
+    """A Triton model folder: config.pbtxt, or a numeric version folder, at its top."""
     if (folder / "config.pbtxt").is_file():
         return True
     return any(child.is_dir() and child.name.isdigit() for child in folder.iterdir())
@@ -20,11 +21,11 @@ def _entries(folder: Path) -> list[Path]:
 
 def find_model_root(tree: Path, *, what: str) -> Path:
     """The folder that holds the one model in ``tree``; ``what`` names the tree in errors."""
-    if _is_model_dir(tree):
+    if is_model_dir(tree):
         return tree
     entries = _entries(tree)
     folders = [p for p in entries if p.is_dir()]
-    models = [p for p in folders if _is_model_dir(p)]
+    models = [p for p in folders if is_model_dir(p)]
     if len(models) == 1 and len(entries) == 1:
         return models[0]
     if len(models) > 1:

@@ -57,6 +57,14 @@ def _seconds(text: str) -> float:
     return _positive(text, float, "a number of seconds")
 
 
+def _header_name(text: str) -> str:
+    from fetcher.watch.triton_client import HEADER_NAME
+
+    if not HEADER_NAME.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an HTTP header name (letters, digits and -_.!#$%&'*+^`|~)")
+    return text
+
+
 def _add_lease_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--values", action="append", default=[], type=Path, metavar="FILE",
                         help="Helm values file; repeat it, later files override earlier ones like helm -f")
@@ -96,6 +104,11 @@ def _add_watch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-url", default="http://localhost:8000", metavar="URL",
                         help="Triton's HTTP endpoint, whose model repository API loads and unloads models "
                              "(default: %(default)s)")
+    parser.add_argument("--triton-auth-header", type=_header_name, default="model-control-key", metavar="NAME",
+                        help="header sent with every load and unload, for a Triton started with "
+                             "--http-restricted-api=model-repository:NAME=VALUE (default: %(default)s)")
+    parser.add_argument("--triton-auth-file", type=Path, metavar="FILE",
+                        help="file holding that header's VALUE (a mounted Secret); read once at start, never logged")
     parser.add_argument("--poll-interval", type=_seconds, default=5.0, metavar="SECONDS",
                         help="how often the values files are checked for a change (default: %(default)s)")
     parser.add_argument("--retry-interval", type=_seconds, default=60.0, metavar="SECONDS",

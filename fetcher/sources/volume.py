@@ -13,6 +13,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from fetcher.archive.layout import is_model_dir
 from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import VolumeRepository
@@ -122,7 +123,7 @@ def locate_model(volumes_dir: Path, volume: VolumeRepository, path: str, *, mode
         raise ModelLayoutError(f"{where}: a symbolic link to nothing ({str(candidate)!r})")
     if not real.is_dir():
         raise ModelLayoutError(f"{where}: {str(candidate)!r} is a file, not a model folder")
-    if not _is_model_dir(real):
+    if not is_model_dir(real):
         raise ModelLayoutError(
             f"{where}: {str(candidate)!r} holds no Triton model (no config.pbtxt and no numeric version folder)",
             hint=_listing_hint(real, prefix="it holds"),
@@ -133,12 +134,6 @@ def locate_model(volumes_dir: Path, volume: VolumeRepository, path: str, *, mode
 
 def _is_inside(path: Path, root: Path) -> bool:
     return path == root or path.is_relative_to(root)
-
-
-def _is_model_dir(folder: Path) -> bool:
-    if (folder / "config.pbtxt").is_file():
-        return True
-    return any(child.name.isdigit() and child.is_dir() for child in folder.iterdir())
 
 
 def _scan(folder: Path, mount_real: Path, relative: Path, where: str, active: tuple[Path, ...]) -> list[TreeEntry]:

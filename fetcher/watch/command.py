@@ -27,7 +27,7 @@ from fetcher.sources.base import FetchOptions, ModelPlan
 from fetcher.termination import write_termination_message
 from fetcher.watch.reconcile import Reconciler, SyncResult
 from fetcher.watch.status import STATUS_NAME, WatchStatus, now_text, read_status, write_status
-from fetcher.watch.triton_client import TritonClient
+from fetcher.watch.triton_client import TritonAuth, TritonClient
 from fetcher.watch.values_watcher import ValuesWatcher
 
 # Consecutive failed syncs are retried after retry_interval, then twice as long each time, up to this.
@@ -69,13 +69,15 @@ def run_watch(args: argparse.Namespace, options: FetchOptions) -> int:
 
     watcher = ValuesWatcher(args.values)  # hashed before reading: a change during the sync is seen after it
     status.values_digest = watcher.digest
-    triton = TritonClient(args.triton_url, connect_timeout=args.triton_connect_timeout, load_timeout=args.triton_timeout)
     repository = Repository(root=args.dest, staging=args.staging_dir or default_staging_dir(args.dest))
 
     def plans() -> list[ModelPlan]:
         return plan_lease(load_lease(args.values, args.model), options)
 
     try:
+        auth = TritonAuth.read(args.triton_auth_header, args.triton_auth_file) if args.triton_auth_file else None
+        triton = TritonClient(args.triton_url, connect_timeout=args.triton_connect_timeout,
+                              load_timeout=args.triton_timeout, auth=auth)
         initial = plans()
         reconciler = Reconciler(repository, options, triton, concurrency=args.concurrency,
                                 unload_timeout=args.triton_timeout)
