@@ -28,13 +28,14 @@ from devkit.triton import RunningTriton, run_triton, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 TRITON_ARGS = ["--model-control-mode=explicit", "--load-model=*", "--strict-readiness=false"]  # as the chart
-# As the chart: the repository API demands this header, whose value the sidecar reads from a file.
+# As the chart's defaults: these API groups demand the header, whose value the sidecar reads from a file.
 MODEL_CONTROL_HEADER = "model-control-key"
+RESTRICTED_APIS = "model-repository,trace,logging"
 
 
 def restricted_args(value: str) -> list[str]:
-    return [f"--http-restricted-api=model-repository:{MODEL_CONTROL_HEADER}={value}",
-            f"--grpc-restricted-protocol=model-repository:{MODEL_CONTROL_HEADER}={value}"]
+    return [f"--http-restricted-api={RESTRICTED_APIS}:{MODEL_CONTROL_HEADER}={value}",
+            f"--grpc-restricted-protocol={RESTRICTED_APIS}:{MODEL_CONTROL_HEADER}={value}"]
 
 
 @dataclass
