@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,17 @@ def test_unrecorded_models_and_volume_links_go_other_entries_stay(tmp_path: Path
     # Removing the link removed the link only: the claim's model is untouched.
     assert (tmp_path / "volumes" / "claim" / "linked" / "config.pbtxt").is_file()
     assert _names(_staging(repository)) == ["manifest.json"]
+
+
+def test_a_recorded_model_whose_folder_vanished_is_forgotten(tmp_path: Path, site: Path, http_server, cli,
+                                                             repository: Path) -> None:
+    zip_model(site / "beta.zip", model_files("beta", addend=2.0))
+    alpha, beta = f"name=alpha,uri={http_server.url('my_model.zip')}", f"name=beta,uri={http_server.url('beta.zip')}"
+    assert _fetch(cli, repository, tmp_path, alpha, beta).status == 0
+    shutil.rmtree(repository / "beta")
+    result = _fetch(cli, repository, tmp_path, alpha)
+    assert result.status == 0 and "model=beta event=removed" in result.stderr
+    assert sorted(json.loads((_staging(repository) / "manifest.json").read_text())) == ["alpha"]
 
 
 def test_a_staging_folder_inside_the_root_is_refused(tmp_path: Path, http_server, cli, repository: Path) -> None:

@@ -102,6 +102,8 @@ class Repository:
                 models.append(entry.name)
             else:
                 others.append(entry.name)
+        # Recorded but gone from the root: still to be forgotten (and unloaded, in sidecar mode).
+        models += sorted(name for name in recorded - wanted if not os.path.lexists(self.root / name))
         return models, others
 
     def remove(self, name: str) -> None:
