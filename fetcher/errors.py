@@ -50,5 +50,38 @@ class ModelLayoutError(FetcherError):
     """The fetched content is not exactly one Triton model."""
 
 
+class TooLargeError(DownloadError, ArchiveError):
+    """A model is larger than --max-model-size: a download, an archive's content, a volume folder or an S3 prefix.
+
+    Both a transfer and an archive error, so that either family's handler sees it.
+    """
+
+    def __init__(self, where: str, limit: int, *, size: int | None = None) -> None:
+        amount = f"{size} bytes, more" if size is not None else "more"
+        super().__init__(f"{where}: {amount} than the limit of {limit} bytes",
+                         hint="raise --max-model-size if the model really is that large")
+
+
 class InstallError(FetcherError):
     """The model could not be moved into the repository root."""
+
+
+def os_reason(exc: BaseException) -> str | None:
+    """The system's reason behind a network library's exception ("Connection refused", "Name or
+    service not known"), found through its causes, contexts, ``reason`` and arguments. Never a URL
+    or a server's text, which may carry tokens."""
+    queue: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while queue and len(seen) < 50:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and isinstance(current.strerror, str) and current.strerror:
+            return current.strerror
+        kwargs = getattr(current, "kwargs", None)  # botocore keeps the underlying error there
+        for inner in (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args,
+                      *(kwargs.values() if isinstance(kwargs, dict) else ())):
+            if isinstance(inner, BaseException):
+                queue.append(inner)
+    return None

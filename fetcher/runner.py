@@ -65,6 +65,7 @@ def install_model(plan: ModelPlan, repository: Repository, options: FetchOptions
     except Exception as exc:  # an unexpected fault in one model must not take the others down
         seconds = time.monotonic() - start
         log.error("model=%s event=failed seconds=%.2f error=internal %s", name, seconds, type(exc).__name__)
+        log.debug("model=%s event=internal-error", name, exc_info=True)  # the stack, with --debug
         return ModelResult(name=name, ok=False, seconds=seconds, error=f"internal error ({type(exc).__name__})")
     finally:
         if workdir is not None:

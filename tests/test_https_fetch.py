@@ -154,16 +154,16 @@ def test_plain_http_credentials_when_the_values_allow_them(tmp_path: Path) -> No
     from fetcher.lease.model_spec import parse_model_spec
     from fetcher.lease.values import HttpsRepository, LeaseValues
     from fetcher.sources.base import FetchOptions
-    from fetcher.sources.https import HttpsSource, plan_https
+    from fetcher.sources.https import HttpsSource, plan
 
     write_secret(tmp_path / "secrets", "pull", TOKEN)
     source = HttpsSource(FetchOptions(secrets=SecretStore(tmp_path / "secrets"), volumes_dir=tmp_path))
     spec = parse_model_spec("name=m,uri=http://models.example.com/m.zip", origin="t")
     allowed = LeaseValues(https=(HttpsRepository("pull", "models.example.com", allow_plain_http=True),))
-    assert source._secret(plan_https(spec, allowed)).reveal() == TOKEN
+    assert source._secret(plan(spec, None, allowed, source.options)).reveal() == TOKEN
     refused = LeaseValues(https=(HttpsRepository("pull", "models.example.com"),))
     with pytest.raises(SecretError, match="allowPlainHttp"):
-        source._secret(plan_https(spec, refused))
+        source._secret(plan(spec, None, refused, source.options))
 
 
 def test_hostile_zip_leaves_nothing_behind(tmp_path: Path, site: Path, http_server, cli) -> None:
@@ -194,7 +194,7 @@ def test_sha256_is_checked(tmp_path: Path, http_server, cli) -> None:
 def test_size_limit_applies_to_the_download(tmp_path: Path, http_server, cli) -> None:
     values = values_file(tmp_path, [], [f"name=m,uri={http_server.url('my_model.zip')}"])
     result = cli(*fetch_args(tmp_path, values, "--max-model-size", "100"))
-    assert result.status == 1 and "larger than the limit of 100 bytes" in result.stderr
+    assert result.status == 1 and "the download: more than the limit of 100 bytes" in result.stderr
 
 
 def test_a_restart_does_not_download_installed_models_again(tmp_path: Path, site: Path, http_server, cli) -> None:
@@ -263,3 +263,23 @@ def test_reference_example_served_by_python_http_server(tmp_path: Path, site: Pa
         server.wait(timeout=10)
     assert completed.returncode == 0, completed.stderr
     assert sorted(p.name for p in (tmp_path / "repo" / "my_model").iterdir()) == ["1", "config.pbtxt"]
+
+
+def test_a_100_mib_model_from_a_server_that_ignores_ranges_installs_with_default_settings(
+        tmp_path: Path, http_server, cli) -> None:
+    import hashlib
+    import zipfile
+
+    weights = os.urandom(1024 * 1024) * 100  # 100 MiB: over the default parallel threshold (64 MiB)
+    with zipfile.ZipFile(http_server.state.root / "big.zip", "w") as zf:  # stored: the zip is as large as the model
+        for name, content in model_files("big").items():
+            zf.writestr(name, content)
+        zf.writestr("1/weights.bin", weights)
+    http_server.state.ignore_ranges = True  # Accept-Ranges: bytes, but 200 and the whole file for any Range
+    result = cli("fetch", "--dest", tmp_path / "repository", "--termination-log", tmp_path / "termination",
+                 "--model", f"name=big,uri={http_server.url('big.zip')}")
+    assert result.status == 0, result.stderr
+    installed = tmp_path / "repository" / "big" / "1" / "weights.bin"
+    assert hashlib.sha256(installed.read_bytes()).digest() == hashlib.sha256(weights).digest()
+    assert "event=single-stream" in result.stderr and "changed during the download" not in result.stderr
+    assert any(r.headers.get("Range") for r in http_server.requests_for("/big.zip"))  # parts were tried first

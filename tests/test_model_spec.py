@@ -47,6 +47,7 @@ def test_commas_inside_the_url_are_kept() -> None:
         ("name=m,uri=https:///m.zip", "has no host"),
         ("name=m,uri=https://h.org/m.zip,sha256=xyz", "64 hexadecimal"),
         ("name=m,colour=red,uri=https://h.org/m.zip", "not a valid Triton model name"),
+        ("name=m,https://h.org/m.zip", "has no uri="),
     ],
 )
 def test_malformed_specs_name_the_problem(raw: str, expected: str) -> None:
@@ -75,3 +76,10 @@ def test_property_parser_raises_only_its_own_error(raw: str) -> None:
     except ModelSpecError:
         return
     assert spec.name and spec.uri.text
+
+
+def test_a_spec_without_uri_blames_the_missing_key_not_the_name() -> None:
+    with pytest.raises(ModelSpecError) as error:
+        parse_model_spec("name=m,https://h.org/m.zip", origin="--model")
+    assert "has no uri=" in str(error.value) and "'uri=' before it" in str(error.value)
+    assert "not a valid Triton model name" not in str(error.value)

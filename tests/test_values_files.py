@@ -72,6 +72,11 @@ def test_both_spellings_of_s3_are_read(tmp_path: Path) -> None:
         ({"server": {"modelRepositories": {"http": []}}}, "unknown key(s) http"),
         ({"server": {"modelRepositories": {"https": [{"targetUri": "h.org"}]}}}, "secretName is required"),
         ({"lease": {"models": [42]}}, "lease.models[0]"),
+        # A mapping spec: the exact key at fault, not the string-or-mapping summary.
+        ({"lease": {"models": [{"name": "m", "uri": "https://h.org/m.zip", "sha256": "xyz"}]}},
+         "lease.models[0].sha256: does not have the expected form"),
+        ({"lease": {"models": [{"name": "m"}]}}, "lease.models[0]: uri is required"),
+        ({"lease": {"models": [{"name": "m", "url": "https://h.org/m.zip"}]}}, "lease.models[0]: unknown key(s) url"),
         ({"server": {"modelRepositories": {
             "volumes": [{"repositoryName": "dup", "volumeClaimName": "c"}],
             "s3": [{"repositoryName": "dup", "bucketName": "b12", "awsRegion": "us-west-2"}]}}},

@@ -15,7 +15,7 @@ import yaml
 from devkit.models import write_model
 from fetcher.errors import ModelLayoutError, ModelSpecError, ResolutionError
 from fetcher.logs import get_logger
-from fetcher.repository.model_config import configured_name
+from fetcher.model_folder import configured_name
 from tests.support.lease_runs import run_fetch, tree, volume_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -147,12 +147,13 @@ def test_an_unmounted_volume_is_a_clear_error(tmp_path: Path) -> None:
     run = run_fetch(volume_values("vol"), ["name=m,uri=model://vol/m"], tmp_path)
     error = run.result("m").error or ""
     assert "volume repository 'vol' (claim 'vol-claim') is not mounted at" in error
+    assert "model 'm'" not in error  # whoever reports the failure names the model, once
 
 
 def test_copy_mode_honours_the_size_limit(volumes: Path, tmp_path: Path) -> None:
     run = run_fetch(volume_values("volume-models"), ["name=my_model,uri=model://volume-models/my_model"], tmp_path,
                     volume_mode="copy", max_model_bytes=10)
-    assert "more than the limit of 10" in (run.result("my_model").error or "")
+    assert "bytes, more than the limit of 10 bytes" in (run.result("my_model").error or "")
     assert not os.path.lexists(run.dest / "my_model")
 
 
@@ -164,11 +165,11 @@ def test_locate_model_errors_are_typed(tmp_path: Path) -> None:
     (tmp_path / "vol").mkdir()
     (tmp_path / "vol" / "file").write_text("x")
     with pytest.raises(ModelLayoutError, match="is a file"):
-        locate_model(tmp_path, volume, "file", model_name="m")
+        locate_model(tmp_path, volume, "file")
     write_model(tmp_path / "outside", "outside")
     (tmp_path / "vol" / "up").symlink_to("..")
     with pytest.raises(ResolutionError, match="outside the volume"):
-        locate_model(tmp_path, volume, "up/outside", model_name="m")
+        locate_model(tmp_path, volume, "up/outside")
 
 
 def _cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ import pytest
 from devkit.models import model_files, zip_model
 from fetcher.archive.layout import find_model_root
 from fetcher.archive.zip_extract import extract_zip
-from fetcher.errors import ArchiveError, ModelLayoutError
+from fetcher.errors import ArchiveError, ModelLayoutError, TooLargeError
 
 LIMIT = 50 * 1024 * 1024
 
@@ -120,7 +120,7 @@ def test_duplicate_entries_are_refused(tmp_path: Path) -> None:
 
 def test_declared_size_over_the_limit_is_refused(tmp_path: Path) -> None:
     archive = raw_zip(tmp_path / "m.zip", [("config.pbtxt", b"x"), ("1/weights.bin", b"\0" * 2_000_000)])
-    with pytest.raises(ArchiveError, match="more than the limit of 1000000 bytes"):
+    with pytest.raises(TooLargeError, match="content: more than the limit of 1000000 bytes"):
         unpack(archive, tmp_path, max_bytes=1_000_000)
 
 

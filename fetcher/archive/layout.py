@@ -6,13 +6,7 @@ from pathlib import Path
 
 from fetcher.archive.zip_extract import is_junk
 from fetcher.errors import ModelLayoutError
-
-
-def is_model_dir(folder: Path) -> bool:
-    """A Triton model folder: config.pbtxt, or a numeric version folder, at its top."""
-    if (folder / "config.pbtxt").is_file():
-        return True
-    return any(child.is_dir() and child.name.isdigit() for child in folder.iterdir())
+from fetcher.model_folder import NOT_A_MODEL, is_model_dir
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -38,6 +32,6 @@ def find_model_root(tree: Path, *, what: str) -> Path:
         stray = ", ".join(p.name for p in entries if p != models[0])
         raise ModelLayoutError(f"{what} holds a model folder {models[0].name!r} and other entries beside it ({stray})")
     raise ModelLayoutError(
-        f"{what} holds no Triton model (no config.pbtxt and no numeric version folder)",
+        f"{what} holds no Triton model ({NOT_A_MODEL})",
         hint="expected config.pbtxt and 1/... at the top, or inside one top-level folder",
     )

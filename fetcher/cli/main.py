@@ -1,28 +1,36 @@
-"""Argument parsing and the mapping of outcomes to exit statuses."""
+"""Argument parsing, the settings built from it (FetchOptions, WatchSettings), and outcomes mapped to exit codes.
+
+Defaults live with the settings they feed (FetchOptions, WatchSettings); only those of the command
+line itself (where the pod mounts things, models at once) live here.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
 from fetcher import __version__
 from fetcher.cli.explain import print_plans
-from fetcher.cli.status import ExitStatus
 from fetcher.credentials.secrets import SecretStore
 from fetcher.errors import FetcherError
+from fetcher.exit_codes import ExitCode
 from fetcher.lease.values import load_lease
 from fetcher.logs import configure
 from fetcher.plan import plan_lease
 from fetcher.repository.install import Repository, default_staging_dir
 from fetcher.runner import fetch_all
-from fetcher.sources.base import DEFAULT_MAX_MODEL_BYTES, FetchOptions
+from fetcher.sources.base import FetchOptions
 from fetcher.termination import write_termination_message
+from fetcher.watch.settings import WatchSettings
+from fetcher.watch.status import STATUS_NAME
 
 DEFAULT_SECRETS_DIR = "/var/run/secrets/model-fetcher"
 DEFAULT_VOLUMES_DIR = "/mnt/model-volumes"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+DEFAULT_CONCURRENCY = 4  # models fetched at once
 
 
 def _size(text: str) -> int:
@@ -65,6 +73,19 @@ def _header_name(text: str) -> str:
     return text
 
 
+def _http_url(text: str) -> str:
+    if not text.lower().startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{text!r} has no scheme: write http://{text} (or https://)")
+    return text
+
+
+def _size_text(byte_count: int) -> str:
+    for unit, size in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if byte_count % size == 0:
+            return f"{byte_count // size}{unit}"
+    return str(byte_count)
+
+
 def _add_lease_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--values", action="append", default=[], type=Path, metavar="FILE",
                         help="Helm values file; repeat it, later files override earlier ones like helm -f")
@@ -75,6 +96,8 @@ def _add_lease_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volumes-dir", type=Path, default=Path(DEFAULT_VOLUMES_DIR), metavar="DIR",
                         help="where volume claims are mounted as <DIR>/<repositoryName> (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--debug", "--traceback", action="store_true",
+                        help="log at DEBUG level, with the stack of an internal error (for a bug report)")
 
 
 def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
@@ -86,37 +109,38 @@ def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
                              "or REQUESTS_CA_BUNDLE / AWS_CA_BUNDLE)")
     parser.add_argument("--termination-log", type=Path, default=Path(DEFAULT_TERMINATION_LOG), metavar="FILE",
                         help="where a failure's reason is written for kubectl describe (default: %(default)s)")
-    parser.add_argument("--concurrency", type=_count, default=4, metavar="N",
+    parser.add_argument("--concurrency", type=_count, default=DEFAULT_CONCURRENCY, metavar="N",
                         help="models fetched at once (default: %(default)s)")
-    parser.add_argument("--transfer-concurrency", type=_count, default=4, metavar="N",
+    parser.add_argument("--transfer-concurrency", type=_count, default=FetchOptions.transfer_concurrency, metavar="N",
                         help="parallel transfers within one model, S3 objects or ranged parts (default: %(default)s)")
-    parser.add_argument("--max-model-size", type=_size, default=DEFAULT_MAX_MODEL_BYTES, metavar="SIZE",
-                        help="largest model accepted, downloaded or unpacked (default: 100G)")
-    parser.add_argument("--model-timeout", type=_seconds, default=3600.0, metavar="SECONDS",
+    parser.add_argument("--max-model-size", type=_size, default=FetchOptions.max_model_bytes, metavar="SIZE",
+                        help="largest model accepted, downloaded or unpacked "
+                             f"(default: {_size_text(FetchOptions.max_model_bytes)})")
+    parser.add_argument("--model-timeout", type=_seconds, default=FetchOptions.model_timeout, metavar="SECONDS",
                         help="longest one model's fetch may take (default: %(default)s)")
-    parser.add_argument("--read-timeout", type=_seconds, default=60.0, metavar="SECONDS",
+    parser.add_argument("--read-timeout", type=_seconds, default=FetchOptions.read_timeout, metavar="SECONDS",
                         help="longest wait for the next bytes from a server (default: %(default)s)")
-    parser.add_argument("--volume-mode", choices=["link", "copy"], default="link",
+    parser.add_argument("--volume-mode", choices=["link", "copy"], default=FetchOptions.volume_mode,
                         help="install volume models as symbolic links or as copies (default: %(default)s)")
 
 
 def _add_watch_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--triton-url", default="http://localhost:8000", metavar="URL",
+    parser.add_argument("--triton-url", type=_http_url, default=WatchSettings.triton_url, metavar="URL",
                         help="Triton's HTTP endpoint, whose model repository API loads and unloads models "
                              "(default: %(default)s)")
-    parser.add_argument("--triton-auth-header", type=_header_name, default="model-control-key", metavar="NAME",
-                        help="header sent with every load and unload, for a Triton started with "
-                             "--http-restricted-api=model-repository:NAME=VALUE (default: %(default)s)")
+    parser.add_argument("--triton-auth-header", type=_header_name, default=WatchSettings.triton_auth_header,
+                        metavar="NAME", help="header sent with every load and unload, for a Triton started with "
+                                             "--http-restricted-api=model-repository:NAME=VALUE (default: %(default)s)")
     parser.add_argument("--triton-auth-file", type=Path, metavar="FILE",
                         help="file holding that header's VALUE (a mounted Secret); read once at start, never logged")
-    parser.add_argument("--poll-interval", type=_seconds, default=5.0, metavar="SECONDS",
+    parser.add_argument("--poll-interval", type=_seconds, default=WatchSettings.poll_interval, metavar="SECONDS",
                         help="how often the values files are checked for a change (default: %(default)s)")
-    parser.add_argument("--retry-interval", type=_seconds, default=60.0, metavar="SECONDS",
+    parser.add_argument("--retry-interval", type=_seconds, default=WatchSettings.retry_interval, metavar="SECONDS",
                         help="first wait before a failed sync is tried again; doubles while it keeps failing "
                              "(default: %(default)s)")
-    parser.add_argument("--triton-connect-timeout", type=_seconds, default=5.0, metavar="SECONDS",
+    parser.add_argument("--triton-connect-timeout", type=_seconds, default=WatchSettings.triton_connect_timeout, metavar="SECONDS",
                         help="longest wait to connect to Triton (default: %(default)s)")
-    parser.add_argument("--triton-timeout", type=_seconds, default=600.0, metavar="SECONDS",
+    parser.add_argument("--triton-timeout", type=_seconds, default=WatchSettings.triton_timeout, metavar="SECONDS",
                         help="longest one load or unload may take, and longest wait for Triton to be live "
                              "before a change is applied (default: %(default)s)")
     parser.add_argument("--status-file", type=Path, metavar="FILE",
@@ -157,17 +181,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _options(args: argparse.Namespace) -> FetchOptions:
-    return FetchOptions(
-        secrets=SecretStore(args.secrets_dir),
-        volumes_dir=args.volumes_dir,
-        ca_bundle=getattr(args, "ca_bundle", None),
-        max_model_bytes=getattr(args, "max_model_size", DEFAULT_MAX_MODEL_BYTES),
-        volume_mode=getattr(args, "volume_mode", "link"),
-        transfer_concurrency=getattr(args, "transfer_concurrency", 4),
-        model_timeout=getattr(args, "model_timeout", 3600.0),
-        read_timeout=getattr(args, "read_timeout", 60.0),
+def _lease_options(args: argparse.Namespace) -> FetchOptions:
+    """What planning needs (explain has no fetch options): the mounts, other settings at their defaults."""
+    return FetchOptions(secrets=SecretStore(args.secrets_dir), volumes_dir=args.volumes_dir)
+
+
+def _fetch_options(args: argparse.Namespace) -> FetchOptions:
+    return dataclasses.replace(
+        _lease_options(args),
+        ca_bundle=args.ca_bundle,
+        max_model_bytes=args.max_model_size,
+        volume_mode=args.volume_mode,
+        transfer_concurrency=args.transfer_concurrency,
+        model_timeout=args.model_timeout,
+        read_timeout=args.read_timeout,
     )
+
+
+def _repository(args: argparse.Namespace) -> Repository:
+    return Repository(root=args.dest, staging=args.staging_dir or default_staging_dir(args.dest))
+
+
+def _watch_settings(args: argparse.Namespace) -> WatchSettings:
+    repository = _repository(args)
+    return WatchSettings(
+        values=tuple(args.values),
+        models=tuple(args.model),
+        repository=repository,
+        status_file=args.status_file or repository.staging / STATUS_NAME,
+        termination_log=args.termination_log,
+        concurrency=args.concurrency,
+        triton_url=args.triton_url,
+        poll_interval=args.poll_interval,
+        retry_interval=args.retry_interval,
+        triton_connect_timeout=args.triton_connect_timeout,
+        triton_timeout=args.triton_timeout,
+        triton_auth_header=args.triton_auth_header,
+        triton_auth_file=args.triton_auth_file,
+    )
+
+
+def _status(args: argparse.Namespace, stdout: TextIO) -> int:
+    from fetcher.watch.command import run_status
+
+    if args.status_file:
+        status_file = args.status_file
+    elif args.dest is not None:
+        status_file = _repository(args).staging / STATUS_NAME
+    else:
+        print("model-fetcher status: error: give --status-file FILE, or --dest DIR (and --staging-dir DIR "
+              "if watch was given one)", file=sys.stderr)
+        return ExitCode.USAGE
+    return run_status(status_file, stdout, as_json=args.json, require_healthy=args.require_healthy)
 
 
 def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
@@ -175,37 +240,26 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error
-        return int(exc.code or 0) and ExitStatus.USAGE
+        return int(exc.code or 0) and ExitCode.USAGE
     if args.command == "status":
-        from fetcher.watch.command import run_status
-
-        return run_status(args, stdout)
-    log = configure(args.log_level)
-    termination_log = getattr(args, "termination_log", None)
+        return _status(args, stdout)
+    log = configure("DEBUG" if args.debug else args.log_level)
     if args.command == "watch":
         from fetcher.watch.command import run_watch
 
-        return run_watch(args, _options(args))
+        return run_watch(_watch_settings(args), _fetch_options(args))
+    termination_log = args.termination_log if args.command == "fetch" else None
+    options = _fetch_options(args) if args.command == "fetch" else _lease_options(args)
     try:
-        lease = load_lease(args.values, args.model)
-        options = _options(args)
-        plans = plan_lease(lease, options)
+        plans = plan_lease(load_lease(args.values, args.model), options)
+        if args.command == "explain":
+            print_plans(plans, stdout, as_json=args.json)
+            return ExitCode.SUCCESS
+        results = fetch_all(plans, _repository(args), options, args.concurrency)
     except FetcherError as exc:
         log.error("error=%s", exc)
         write_termination_message(termination_log, [str(exc)])
-        return ExitStatus.BAD_INPUT
-    if args.command == "explain":
-        print_plans(plans, stdout, as_json=args.json)
-        return ExitStatus.SUCCESS
-
-    dest: Path = args.dest
-    repository = Repository(root=dest, staging=args.staging_dir or default_staging_dir(dest))
-    try:
-        results = fetch_all(plans, repository, options, args.concurrency)
-    except FetcherError as exc:
-        log.error("error=%s", exc)
-        write_termination_message(termination_log, [str(exc)])
-        return ExitStatus.BAD_INPUT
+        return ExitCode.BAD_INPUT
     failures = [f"model {r.name!r}: {r.error}" for r in results if not r.ok]
     total = sum(r.bytes_transferred for r in results)
     log.info("event=done models=%d installed=%d failed=%d bytes=%d", len(results), len(results) - len(failures),
@@ -214,8 +268,8 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
         for line in failures:
             print(line, file=sys.stderr)
         write_termination_message(termination_log, failures)
-        return ExitStatus.MODELS_FAILED
-    return ExitStatus.SUCCESS
+        return ExitCode.MODELS_FAILED
+    return ExitCode.SUCCESS
 
 
 def main() -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fetcher.errors import ModelSpecError
-from fetcher.lease.uri import ModelUri, parse_model_uri
+from fetcher.lease.uri import ModelUri, parse_model_uri, redact_url
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 SPEC_KEYS = ("name", "uri", "sha256")
@@ -75,11 +75,14 @@ def _parse_spec_string(raw: str, *, origin: str) -> dict[str, str]:
         if key in fields:
             raise ModelSpecError(f"{origin}: model spec {_shorten(text)!r} gives {key} twice")
         fields[key] = value.strip()
+    if "uri" not in fields and "," in fields.get("name", ""):
+        raise ModelSpecError(
+            f"{origin}: model spec {_shorten(text)!r} has no uri=",
+            hint="write name=<model>,uri=<uri>: the value after the comma needs 'uri=' before it",
+        )
     return fields
 
 
 def _shorten(text: str) -> str:
-    from fetcher.lease.uri import redact_url_in_text
-
-    text = redact_url_in_text(text)
+    text = redact_url(text)
     return text if len(text) <= 200 else text[:197] + "..."

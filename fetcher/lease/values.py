@@ -92,13 +92,28 @@ def load_schema() -> dict[str, Any]:
 
 def validate_values(values: dict[str, Any], *, origin: str) -> None:
     validator = jsonschema.Draft7Validator(load_schema())
-    errors = sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path))
+    errors = sorted((e for error in validator.iter_errors(values) for e in _precise(error)),
+                    key=lambda e: [(isinstance(part, str), part) for part in e.absolute_path])
     if not errors:
         return
     lines = [f"{origin}: {_json_path(e.absolute_path)}: {_describe(e)}" for e in errors[:10]]
     if len(errors) > 10:
         lines.append(f"... and {len(errors) - 10} more")
     raise ValuesError("invalid values:\n  " + "\n  ".join(lines))
+
+
+def _precise(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """A mapping that fails a oneOf of string-or-mapping: the mapping branch's own errors, with their paths."""
+    if error.validator != "oneOf" or not isinstance(error.instance, dict) or not error.context:
+        return [error]
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    fitting = [subs for subs in branches.values()
+               if not any(sub.validator == "type" and not sub.relative_path for sub in subs)]
+    if len(fitting) != 1:
+        return [error]
+    return [precise for sub in fitting[0] for precise in _precise(sub)]
 
 
 def _json_path(path: Iterable[Any]) -> str:

@@ -1,1 +1,1 @@
-"""The Triton model repository root: atomic installs and model configs that agree with their names."""
+"""The Triton model repository root: atomic installs, removals and restores, and the manifest of what is installed."""

@@ -1,4 +1,4 @@
-"""Atomic installs into the repository root.
+"""Atomic installs into the repository root, and every other move of a folder in it (removal, restore).
 
 A model is assembled in a staging folder outside the repository root (Triton takes every folder
 in the root, hidden ones too, for a model) but on the same filesystem, then moved in with one
@@ -14,14 +14,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fetcher.archive.layout import is_model_dir
 from fetcher.errors import InstallError
-from fetcher.repository.model_config import make_name_agree
+from fetcher.model_folder import is_model_dir, make_name_agree
 from fetcher.sources.base import FetchedModel
 
 
-# Where ``install`` moves the model it replaces, inside the work folder (discarded with it).
-REPLACED_NAME = "replaced"
+# Where ``install`` moves the model it replaces, inside the work folder (discarded with it, or put back by ``restore``).
+_REPLACED_NAME = "replaced"
 
 
 def default_staging_dir(dest: Path) -> Path:
@@ -78,13 +77,27 @@ class Repository:
         return renamed
 
     def _swap_in(self, staged: Path, final: Path, workdir: Path) -> None:
-        old = workdir / REPLACED_NAME
+        old = workdir / _REPLACED_NAME
         try:
-            if final.is_symlink() or final.exists():
+            if _present(final):
                 os.rename(final, old)
             os.rename(staged, final)
         except OSError as exc:
             raise InstallError(f"cannot move the model into {str(final)!r}: {exc.strerror}") from None
+
+    def restore(self, name: str, workdir: Path) -> bool:
+        """Undo ``install(name, ..., workdir)``: the new model leaves the root and the folder it replaced
+        comes back (True then); with none to bring back the model is simply gone (False)."""
+        final = self.root / name
+        replaced = workdir / _REPLACED_NAME
+        try:
+            os.rename(final, workdir / "refused")
+            if not _present(replaced):
+                return False
+            os.rename(replaced, final)
+        except OSError as exc:
+            raise InstallError(f"model {name!r}: cannot put back the previous {str(final)!r}: {exc.strerror}") from None
+        return True
 
     def stale(self, wanted: set[str], recorded: set[str]) -> tuple[list[str], list[str]]:
         """Entries of the root that the lease does not name: (models to remove, other entries to leave).
@@ -103,13 +116,13 @@ class Repository:
             else:
                 others.append(entry.name)
         # Recorded but gone from the root: still to be forgotten (and unloaded, in sidecar mode).
-        models += sorted(name for name in recorded - wanted if not os.path.lexists(self.root / name))
+        models += sorted(name for name in recorded - wanted if not _present(self.root / name))
         return models, others
 
     def remove(self, name: str) -> None:
-        """Take ``<root>/<name>`` out of the root with one rename, then delete it (a link, not its target)."""
+        """Take ``<root>/<name>`` out of the root with one rename, then delete it; nothing there is no error."""
         final = self.root / name
-        if not (final.is_symlink() or final.exists()):
+        if not _present(final):
             return
         trash = self.workdir(name)
         try:
@@ -121,6 +134,10 @@ class Repository:
 
     def discard(self, workdir: Path) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _present(path: Path) -> bool:
+    return path.is_symlink() or path.exists()  # a link to a vanished volume folder is still there
 
 
 def _is_model_folder(folder: Path) -> bool:

@@ -20,14 +20,14 @@ from fetcher.sources.base import ModelPlan
 MANIFEST_NAME = "manifest.json"
 
 
-def plan_fingerprint(plan: ModelPlan, volume_mode: str) -> str:
+def plan_fingerprint(plan: ModelPlan[Any], volume_mode: str) -> str:
     described: dict[str, Any] = {
         "uri": plan.spec.uri.text,
         "sha256": plan.spec.sha256,
         "source": plan.source,
         "location": plan.location,
         "secret": plan.secret,
-        "repository": dataclasses.asdict(plan.repository_config) if plan.repository_config else None,
+        "repository": dataclasses.asdict(plan.target.config) if plan.target.config else None,
         "volume_mode": volume_mode if plan.source == "volume" else None,
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()

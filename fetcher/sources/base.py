@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from fetcher.credentials.secrets import SecretStore
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import HttpsRepository, S3Repository, VolumeRepository
 
-DEFAULT_MAX_MODEL_BYTES = 100 * 1024**3
-
 
 @dataclass(frozen=True)
 class FetchOptions:
-    """Settings every source may need, from the command line."""
+    """Settings every source may need, built by the command line; the defaults here are its defaults."""
 
     secrets: SecretStore
     volumes_dir: Path
     ca_bundle: str | None = None
-    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    max_model_bytes: int = 100 * 1024**3
     volume_mode: str = "link"  # "link" or "copy"
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
@@ -28,22 +26,47 @@ class FetchOptions:
     transfer_concurrency: int = 4
 
 
+RepositoryConfig = HttpsRepository | VolumeRepository | S3Repository
+
+
+class Target(Protocol):
+    """What one model's source will fetch, typed by the source that planned it (its own dataclass)."""
+
+    kind: ClassVar[str]  # "https", "volume" or "s3": the row of fetcher.plan.SOURCES
+
+    @property
+    def config(self) -> RepositoryConfig | None:
+        """The values entry the plan follows (part of its fingerprint)."""
+        ...
+
+
+T = TypeVar("T", bound=Target, covariant=True)
+
+
 @dataclass(frozen=True)
-class ModelPlan:
+class ModelPlan(Generic[T]):
     """How one model will be fetched: what ``explain`` prints and what ``fetch`` follows."""
 
     spec: ModelSpec
-    source: str  # "https", "volume" or "s3"
-    repository: str | None
+    target: T
     location: str
     secret: str | None
     reason: str
-    repository_config: HttpsRepository | VolumeRepository | S3Repository | None = None
+
+    @property
+    def source(self) -> str:
+        return self.target.kind
+
+    @property
+    def repository(self) -> str | None:
+        """The volume or s3 repository the model comes from (None for a model URL)."""
+        config = self.target.config
+        return None if config is None or isinstance(config, HttpsRepository) else config.repository_name
 
     def explain(self) -> dict[str, str | None]:
         return {
             "name": self.spec.name,
-            "uri": self.spec.uri.text,
+            "uri": self.spec.uri.shown,
             "source": self.source,
             "repository": self.repository,
             "location": self.location,
@@ -61,7 +84,10 @@ class FetchedModel:
     link: bool = False  # True: install a symbolic link to model_dir instead of moving it
 
 
-class Source(Protocol):
-    def fetch(self, plan: ModelPlan, workdir: Path) -> FetchedModel:
+T_contra = TypeVar("T_contra", bound=Target, contravariant=True)
+
+
+class Source(Protocol[T_contra]):
+    def fetch(self, plan: ModelPlan[T_contra], workdir: Path) -> FetchedModel:
         """Fetch the planned model; everything written goes below ``workdir``."""
         ...

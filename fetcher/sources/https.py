@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import requests
@@ -22,16 +24,25 @@ from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
 from fetcher.sources.http_transfer import RETRY_STATUSES, HttpDownload, HttpSettings
 
 
-def plan_https(spec: ModelSpec, lease: LeaseValues) -> ModelPlan:
+@dataclass(frozen=True)
+class HttpsTarget:
+    kind: ClassVar[str] = "https"
+    url: str
+    entry: HttpsRepository | None  # the https entry whose secret applies, if any
+
+    @property
+    def config(self) -> HttpsRepository | None:
+        return self.entry
+
+
+def plan(spec: ModelSpec, _repository: None, lease: LeaseValues, _options: FetchOptions) -> ModelPlan[HttpsTarget]:
     choice = choose_secret(spec.uri.text, lease.https)
     return ModelPlan(
         spec=spec,
-        source="https",
-        repository=None,
-        location=redact_url(spec.uri.text),
+        target=HttpsTarget(url=spec.uri.text, entry=choice.entry),
+        location=spec.uri.shown,
         secret=choice.secret_name,
         reason=choice.reason,
-        repository_config=choice.entry,
     )
 
 
@@ -48,7 +59,7 @@ class HttpsSource:
     def __init__(self, options: FetchOptions) -> None:
         self.options = options
 
-    def fetch(self, plan: ModelPlan, workdir: Path) -> FetchedModel:
+    def fetch(self, plan: ModelPlan[HttpsTarget], workdir: Path) -> FetchedModel:
         secret = self._secret(plan)
         archive = workdir / "model.zip"
         settings = HttpSettings(
@@ -59,7 +70,7 @@ class HttpsSource:
             concurrency=self.options.transfer_concurrency,
             deadline=time.monotonic() + self.options.model_timeout,
         )
-        download = HttpDownload(plan.spec.uri.text, secret, settings, lambda r, url: _status_error(r, url, plan))
+        download = HttpDownload(plan.target.url, secret, settings, lambda r, url: _status_error(r, url, plan))
         try:
             transferred = download.fetch_to(str(archive))
         finally:
@@ -73,12 +84,12 @@ class HttpsSource:
         model_dir = find_model_root(extracted, what=f"the zip from {plan.location}")
         return FetchedModel(model_dir=model_dir, bytes_transferred=transferred)
 
-    def _secret(self, plan: ModelPlan) -> SecretValue | None:
+    def _secret(self, plan: ModelPlan[HttpsTarget]) -> SecretValue | None:
         if plan.secret is None:
             return None
-        parts = urlsplit(plan.spec.uri.text)
-        entry = plan.repository_config
-        allowed = isinstance(entry, HttpsRepository) and entry.allow_plain_http
+        parts = urlsplit(plan.target.url)
+        entry = plan.target.entry
+        allowed = entry is not None and entry.allow_plain_http
         if parts.scheme == "http" and not is_loopback(parts.hostname or "") and not allowed:
             raise SecretError(
                 f"refusing to send secret {plan.secret!r} over plain http to {parts.hostname}",
@@ -88,7 +99,7 @@ class HttpsSource:
         return self.options.secrets.read(plan.secret)
 
 
-def _status_error(response: requests.Response, url: str, plan: ModelPlan) -> DownloadError:
+def _status_error(response: requests.Response, url: str, plan: ModelPlan[HttpsTarget]) -> DownloadError:
     status = response.status_code
     where = redact_url(url)
     if status in (401, 403):
@@ -108,3 +119,6 @@ def _sha256(path: Path) -> str:
         while chunk := source.read(1024 * 1024):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+Source = HttpsSource

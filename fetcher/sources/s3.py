@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import boto3
 import botocore.exceptions as botocore_errors
@@ -22,7 +22,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError
+from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError, TooLargeError, os_reason
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import LeaseValues, S3Repository
 from fetcher.logs import get_logger
@@ -119,26 +119,18 @@ def endpoint_label(bucket: S3Repository) -> str:
     return f"region {bucket.aws_region}"
 
 
-def plan_s3(spec: ModelSpec, bucket: S3Repository, lease: LeaseValues, options: FetchOptions) -> ModelPlan:
-    assert spec.uri.path is not None
-    credentials = choose_credentials(bucket, lease.aws_role, model=spec.name)
-    prefix = model_prefix(spec.uri.path)
-    return ModelPlan(
-        spec=spec,
-        source="s3",
-        repository=bucket.repository_name,
-        location=f"s3://{bucket.bucket_name}/{prefix} ({endpoint_label(bucket)})",
-        secret=credentials.secret_label,
-        reason=credentials.describe(),
-        repository_config=bucket,
-    )
-
-
 @dataclass(frozen=True)
 class S3Target:
+    """The model's prefix in its bucket and the credentials chosen for it, once, when it is planned."""
+
+    kind: ClassVar[str] = "s3"
     bucket: S3Repository
     prefix: str
     credentials: Credentials
+
+    @property
+    def config(self) -> S3Repository:
+        return self.bucket
 
     @property
     def url(self) -> str:
@@ -149,6 +141,18 @@ class S3Target:
         return f"{self.url} ({endpoint_label(self.bucket)})"
 
 
+def plan(spec: ModelSpec, bucket: S3Repository, lease: LeaseValues, _options: FetchOptions) -> ModelPlan[S3Target]:
+    credentials = choose_credentials(bucket, lease.aws_role, model=spec.name)
+    target = S3Target(bucket, model_prefix(spec.uri.path or ""), credentials)  # a model:// URI always has a path
+    return ModelPlan(
+        spec=spec,
+        target=target,
+        location=target.where,
+        secret=credentials.secret_label,
+        reason=credentials.describe(),
+    )
+
+
 class S3Source:
     def __init__(self, options: FetchOptions, settings: TransferSettings | None = None,
                  request_attempts: int = REQUEST_ATTEMPTS) -> None:
@@ -156,26 +160,20 @@ class S3Source:
         self.settings = settings or TransferSettings(concurrency=options.transfer_concurrency)
         self.request_attempts = request_attempts
 
-    def fetch(self, plan: ModelPlan, workdir: Path) -> FetchedModel:
-        bucket = plan.repository_config
-        assert isinstance(bucket, S3Repository) and plan.spec.uri.path is not None
+    def fetch(self, plan: ModelPlan[S3Target], workdir: Path) -> FetchedModel:
         deadline = time.monotonic() + self.options.model_timeout
-        credentials = choose_credentials(bucket, None, model=plan.spec.name)
-        target = S3Target(bucket, model_prefix(plan.spec.uri.path), credentials)
+        target = plan.target
         client = self._client(target)
         objects = select_objects(self._list(client, target), target.prefix, where=target.where)
         if not objects.files:
             raise ModelLayoutError(
-                f"model {plan.spec.name!r}: {target.where} holds no objects",
+                f"{target.where} holds no objects",
                 hint=self._neighbours_hint(client, target),
             )
-        check_is_model(objects, where=f"model {plan.spec.name!r}: {target.where}")
+        check_is_model(objects, where=target.where)
         if objects.total_bytes > self.options.max_model_bytes:
-            raise DownloadError(
-                f"model {plan.spec.name!r}: {target.where} holds {objects.total_bytes} bytes, more than the limit of "
-                f"{self.options.max_model_bytes}",
-                hint="raise --max-model-size if the model really is that large",
-            )
+            raise TooLargeError(target.where, self.options.max_model_bytes,
+                                size=objects.total_bytes)
         get_logger().info(
             "model=%s event=s3-listed objects=%d bytes=%d credentials=%s",
             plan.spec.name, len(objects.files), objects.total_bytes, target.credentials.kind,
@@ -319,7 +317,7 @@ def map_error(exc: Exception, target: S3Target, *, action: str) -> DownloadError
     if isinstance(exc, (botocore_errors.EndpointConnectionError, botocore_errors.ConnectTimeoutError,
                         botocore_errors.ProxyConnectionError)):
         return DownloadError(
-            f"{where}: cannot reach the S3 endpoint ({type(exc).__name__})",
+            f"{where}: cannot reach the S3 endpoint ({os_reason(exc) or type(exc).__name__})",
             hint="check the endpoint URL (or awsRegion) and that the endpoint is reachable from the pod",
         )
     if isinstance(exc, botocore_errors.ReadTimeoutError):
@@ -344,3 +342,6 @@ def _denied_hint(code: str, credentials: Credentials) -> str:
     if credentials.kind == "unsigned":
         return "the bucket is not public: set accessKey/secretKey secrets, or server.security.aws.role on EKS"
     return "the credentials the AWS chain found may not list and read the bucket (s3:ListBucket, s3:GetObject)"
+
+
+Source = S3Source

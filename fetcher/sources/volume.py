@@ -12,33 +12,42 @@ import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from fetcher.archive.layout import is_model_dir
-from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError
+from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError, TooLargeError
 from fetcher.lease.model_spec import ModelSpec
-from fetcher.lease.values import VolumeRepository
+from fetcher.lease.values import LeaseValues, VolumeRepository
 from fetcher.logs import get_logger
-from fetcher.repository.model_config import configured_name
+from fetcher.model_folder import CONFIG_NAME, NOT_A_MODEL, configured_name, is_model_dir
 from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
 
 MAX_ENTRIES_SHOWN = 10
 
 
-def plan_volume(spec: ModelSpec, volume: VolumeRepository, options: FetchOptions) -> ModelPlan:
+@dataclass(frozen=True)
+class VolumeTarget:
+    kind: ClassVar[str] = "volume"
+    volume: VolumeRepository
+    path: str  # the model folder inside the claim
+
+    @property
+    def config(self) -> VolumeRepository:
+        return self.volume
+
+
+def plan(spec: ModelSpec, volume: VolumeRepository, _lease: LeaseValues, options: FetchOptions) -> ModelPlan[VolumeTarget]:
     mount = options.volumes_dir / volume.repository_name
-    assert spec.uri.path is not None
+    path = spec.uri.path or ""  # a model:// URI always has one
     if options.volume_mode == "copy":
         how = "copied into the repository"
     else:
         how = "linked into the repository (copied instead when its config.pbtxt names the model differently)"
     return ModelPlan(
         spec=spec,
-        source="volume",
-        repository=volume.repository_name,
-        location=str(mount / spec.uri.path),
+        target=VolumeTarget(volume=volume, path=path),
+        location=str(mount / path),
         secret=None,
         reason=f"volume claim {volume.volume_claim_name!r} mounted at {mount}; {how}",
-        repository_config=volume,
     )
 
 
@@ -65,10 +74,8 @@ class VolumeSource:
     def __init__(self, options: FetchOptions) -> None:
         self.options = options
 
-    def fetch(self, plan: ModelPlan, workdir: Path) -> FetchedModel:
-        volume = plan.repository_config
-        assert isinstance(volume, VolumeRepository) and plan.spec.uri.path is not None
-        model = locate_model(self.options.volumes_dir, volume, plan.spec.uri.path, model_name=plan.spec.name)
+    def fetch(self, plan: ModelPlan[VolumeTarget], workdir: Path) -> FetchedModel:
+        model = locate_model(self.options.volumes_dir, plan.target.volume, plan.target.path)
         if self.options.volume_mode != "copy":
             config_name = _config_name(model.real_dir)
             if config_name is None or config_name == plan.spec.name:
@@ -79,18 +86,15 @@ class VolumeSource:
                 plan.spec.name, config_name,
             )
         if model.total_bytes > self.options.max_model_bytes:
-            raise DownloadError(
-                f"model {plan.spec.name!r}: {plan.location} holds {model.total_bytes} bytes, more than the limit of "
-                f"{self.options.max_model_bytes}",
-                hint="raise --max-model-size if the model really is that large",
-            )
+            raise TooLargeError(plan.location, self.options.max_model_bytes,
+                                size=model.total_bytes)
         target = workdir / "model"
         copy_tree(model, target)
         return FetchedModel(model_dir=target, bytes_transferred=model.total_bytes)
 
 
 def _config_name(model_dir: Path) -> str | None:
-    config = model_dir / "config.pbtxt"
+    config = model_dir / CONFIG_NAME
     if not config.is_file():
         return None
     try:
@@ -99,15 +103,17 @@ def _config_name(model_dir: Path) -> str | None:
         return None  # the copy path's rewrite reports an unreadable config; a link leaves it to Triton
 
 
-def locate_model(volumes_dir: Path, volume: VolumeRepository, path: str, *, model_name: str) -> VolumeModel:
-    """The model folder ``path`` inside the volume, checked to stay inside it and to hold a model."""
+def locate_model(volumes_dir: Path, volume: VolumeRepository, path: str) -> VolumeModel:
+    """The model folder ``path`` inside the volume, checked to stay inside it and to hold a model.
+
+    Its errors do not name the model: whoever reports a model's failure puts its name in front.
+    """
     name = volume.repository_name
     mount = volumes_dir / name
-    where = f"model {model_name!r}: {path!r} in volume repository {name!r}"
+    where = f"{path!r} in volume repository {name!r}"
     if not mount.is_dir():
         raise ResolutionError(
-            f"model {model_name!r}: volume repository {name!r} (claim {volume.volume_claim_name!r}) "
-            f"is not mounted at {str(mount)!r}",
+            f"volume repository {name!r} (claim {volume.volume_claim_name!r}) is not mounted at {str(mount)!r}",
             hint="mount the claim there, or pass the folder that holds the mounts with --volumes-dir",
         )
     mount_real = Path(os.path.realpath(mount))
@@ -125,7 +131,7 @@ def locate_model(volumes_dir: Path, volume: VolumeRepository, path: str, *, mode
         raise ModelLayoutError(f"{where}: {str(candidate)!r} is a file, not a model folder")
     if not is_model_dir(real):
         raise ModelLayoutError(
-            f"{where}: {str(candidate)!r} holds no Triton model (no config.pbtxt and no numeric version folder)",
+            f"{where}: {str(candidate)!r} holds no Triton model ({NOT_A_MODEL})",
             hint=_listing_hint(real, prefix="it holds"),
         )
     entries = tuple(_scan(real, mount_real, Path(), where, active=(real,)))
@@ -193,3 +199,6 @@ def copy_tree(model: VolumeModel, target: Path) -> None:
                 shutil.copyfile(entry.source, destination)
     except OSError as exc:
         raise DownloadError(f"cannot copy {str(model.real_dir)!r}: {exc.strerror or exc}") from None
+
+
+Source = VolumeSource

@@ -1,45 +1,37 @@
-"""``model-fetcher watch`` and ``model-fetcher status``.
+"""``model-fetcher watch`` (the sidecar) and ``model-fetcher status`` (its startup probe).
 
 watch: the initial sync (every model installed; Triton is loaded from it when it is already up),
-then "ready" in the status file, then a loop: poll the values files, and on a change (or when a
-failed sync is due for a retry) sync again against the running Triton. SIGTERM or SIGINT stops it
-between two syncs.
+then "ready" in the status file, then a loop of ``sync_once``: poll the values files, and on a
+change (or when a failed sync is due for a retry) sync again against the running Triton. SIGTERM or
+SIGINT stops it between two syncs.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from fetcher.cli.status import ExitStatus
 from fetcher.errors import FetcherError
+from fetcher.exit_codes import ExitCode
 from fetcher.lease.values import load_lease
 from fetcher.logs import get_logger
 from fetcher.plan import plan_lease
-from fetcher.repository.install import Repository, default_staging_dir
 from fetcher.sources.base import FetchOptions, ModelPlan
 from fetcher.termination import write_termination_message
 from fetcher.watch.reconcile import Reconciler, SyncResult
-from fetcher.watch.status import STATUS_NAME, WatchStatus, now_text, read_status, write_status
+from fetcher.watch.status import WatchStatus, now_text, read_status, write_status
+from fetcher.watch.settings import WatchSettings
 from fetcher.watch.triton_client import TritonAuth, TritonClient
 from fetcher.watch.values_watcher import ValuesWatcher
 
 # Consecutive failed syncs are retried after retry_interval, then twice as long each time, up to this.
 MAX_RETRY_SECONDS = 900.0
-
-
-def status_path(args: argparse.Namespace) -> Path:
-    if getattr(args, "status_file", None):
-        return Path(args.status_file)
-    if getattr(args, "dest", None) is None:
-        raise FetcherError("give --status-file, or --dest (and --staging-dir if watch was given one)")
-    return (args.staging_dir or default_staging_dir(args.dest)) / STATUS_NAME
 
 
 class _Stop:
@@ -59,126 +51,165 @@ class _Stop:
         self.event.set()
 
 
-def run_watch(args: argparse.Namespace, options: FetchOptions) -> int:
-    log = get_logger()
-    stop = _Stop()
-    stop.install()
-    status_file = status_path(args)
-    status = WatchStatus(phase="initial-sync")
-    write_status(status_file, status)  # a restarted sidecar must not look ready before its own sync
+@dataclass
+class _Backoff:
+    """When a failed sync is tried again: after ``first`` seconds, doubling while it keeps failing."""
 
-    watcher = ValuesWatcher(args.values)  # hashed before reading: a change during the sync is seen after it
-    status.values_digest = watcher.digest
-    repository = Repository(root=args.dest, staging=args.staging_dir or default_staging_dir(args.dest))
+    first: float
+    failed_syncs: int = 0
+    due_at: float | None = None
 
-    def plans() -> list[ModelPlan]:
-        return plan_lease(load_lease(args.values, args.model), options)
+    def failed(self) -> float:
+        self.failed_syncs += 1
+        delay = min(self.first * 2 ** (self.failed_syncs - 1), max(self.first, MAX_RETRY_SECONDS))
+        self.due_at = time.monotonic() + delay
+        return delay
 
-    try:
-        auth = TritonAuth.read(args.triton_auth_header, args.triton_auth_file) if args.triton_auth_file else None
-        triton = TritonClient(args.triton_url, connect_timeout=args.triton_connect_timeout,
-                              load_timeout=args.triton_timeout, auth=auth)
-        initial = plans()
-        reconciler = Reconciler(repository, options, triton, concurrency=args.concurrency,
-                                unload_timeout=args.triton_timeout)
-    except FetcherError as exc:
-        log.error("error=%s", exc)
-        write_termination_message(args.termination_log, [str(exc)])
-        status.phase, status.failures = "failed", {"values": str(exc)}
-        write_status(status_file, status)
-        return ExitStatus.BAD_INPUT
+    def succeeded(self) -> None:
+        self.failed_syncs, self.due_at = 0, None
 
-    # Normally Triton starts after this sidecar is ready and loads the repository itself
-    # (--load-model=*). Already up means this sidecar restarted beside it: apply through Triton.
-    triton_up = triton.live()
-    result = reconciler.sync(initial, load=triton_up)
-    _report(result, log)
-    if result.failures and not triton_up:
-        lines = [f"model {name!r}: {why}" for name, why in sorted(result.failures.items())]
-        for line in lines:
-            print(line, file=sys.stderr)
-        write_termination_message(args.termination_log, lines)
-        status.phase, status.failures = "failed", result.failures
-        write_status(status_file, status)
-        return ExitStatus.MODELS_FAILED
-    status.ready, status.phase = True, "watching"
-    _record(status, reconciler, result)
-    write_status(status_file, status)
-    log.info("event=ready models=%d status_file=%s", len(status.models), status_file)
+    def is_due(self) -> bool:
+        return self.due_at is not None and time.monotonic() >= self.due_at
 
-    retry_at = time.monotonic() + args.retry_interval if result.failures else None
-    failed_syncs = 1 if result.failures else 0
-    while not stop.event.wait(args.poll_interval):
-        changed = watcher.changed()
-        due = retry_at is not None and time.monotonic() >= retry_at
-        if not changed and not due:
-            continue
-        log.info("event=%s", "values-changed" if changed else "retry")
-        status.values_digest = watcher.digest
+
+class _Sidecar:
+    def __init__(self, settings: WatchSettings, options: FetchOptions, stop: threading.Event) -> None:
+        self.settings = settings
+        self.options = options
+        self.stop = stop
+        self.log = get_logger()
+        self.status = WatchStatus(phase="initial-sync")
+        self.watcher = ValuesWatcher(settings.values)  # hashed before reading: a change during the sync is seen after it
+        self.status.values_digest = self.watcher.digest
+        self.triton = TritonClient(settings.triton_url, connect_timeout=settings.triton_connect_timeout,
+                                   load_timeout=settings.triton_timeout)
+        self.backoff = _Backoff(settings.retry_interval)
+        self.reconciler: Reconciler | None = None
+
+    def plans(self) -> list[ModelPlan]:
+        return plan_lease(load_lease(self.settings.values, self.settings.models), self.options)
+
+    def write(self) -> None:
+        write_status(self.settings.status_file, self.status)
+
+    def initial_sync(self) -> ExitCode | None:
+        """Install the lease; an exit code when the sidecar must stop, None once it is ready."""
+        self.write()  # a restarted sidecar must not look ready before its own sync
         try:
-            wanted = plans()
+            if self.settings.triton_auth_file is not None:
+                self.triton.auth = TritonAuth.read(self.settings.triton_auth_header, self.settings.triton_auth_file)
+            initial = self.plans()
+            self.reconciler = Reconciler(self.settings.repository, self.options, self.triton,
+                                         concurrency=self.settings.concurrency,
+                                         unload_timeout=self.settings.triton_timeout)
+        except FetcherError as exc:
+            self.log.error("error=%s", exc)
+            return self._failed({"values": str(exc)}, [str(exc)], ExitCode.BAD_INPUT)
+        # Normally Triton starts after this sidecar is ready and loads the repository itself
+        # (--load-model=*). Already up means this sidecar restarted beside it: apply through Triton.
+        triton_up = self.triton.live()
+        result = self.reconciler.sync(initial, load=triton_up)
+        _report(result)
+        if result.failures and not triton_up:
+            lines = [f"model {name!r}: {why}" for name, why in sorted(result.failures.items())]
+            for line in lines:
+                print(line, file=sys.stderr)
+            return self._failed(result.failures, lines, ExitCode.MODELS_FAILED)
+        self.status.ready, self.status.phase = True, "watching"
+        self._record(result)
+        self.log.info("event=ready models=%d status_file=%s", len(self.status.models), self.settings.status_file)
+        return None
+
+    def _failed(self, failures: dict[str, str], lines: list[str], code: ExitCode) -> ExitCode:
+        write_termination_message(self.settings.termination_log, lines)
+        self.status.phase, self.status.failures = "failed", failures
+        self.write()
+        return code
+
+    def sync_once(self) -> bool:
+        """One poll: sync again if the values changed or a retry is due; False when stopped meanwhile."""
+        changed = self.watcher.changed()
+        if not changed and not self.backoff.is_due():
+            return True
+        self.log.info("event=%s", "values-changed" if changed else "retry")
+        self.status.values_digest = self.watcher.digest
+        try:
+            wanted = self.plans()
         except FetcherError as exc:
             # Broken values: keep serving what is there and wait for the next change.
-            log.error("event=values-refused error=%s", exc)
-            status.failures, status.last_sync, retry_at = {"values": str(exc)}, now_text(), None
-            write_status(status_file, status)
-            continue
-        if not _wait_for_triton(triton, args.triton_timeout, stop.event):
-            if stop.event.is_set():
-                break
-            result = SyncResult(failures={"triton": f"Triton at {triton.url} is not live; nothing was changed"})
-            log.error("event=sync-postponed error=%s", result.failures["triton"])
-        else:
-            result = reconciler.sync(wanted, load=True)
-            _report(result, log)
-        _record(status, reconciler, result)
-        write_status(status_file, status)
-        if result.failures:
-            failed_syncs += 1
-            delay = min(args.retry_interval * 2 ** (failed_syncs - 1), max(args.retry_interval, MAX_RETRY_SECONDS))
-            retry_at = time.monotonic() + delay
-            log.warning("event=retry-scheduled seconds=%.0f failed=%s", delay, ",".join(sorted(result.failures)))
-        else:
-            failed_syncs, retry_at = 0, None
-    status.phase = "stopped"
-    write_status(status_file, status)
-    log.info("event=stopped")
-    return ExitStatus.SUCCESS
-
-
-def _wait_for_triton(triton: TritonClient, timeout: float, stop: threading.Event) -> bool:
-    deadline = time.monotonic() + timeout
-    while not triton.live():
-        if time.monotonic() >= deadline or stop.wait(1.0):
+            self.log.error("event=values-refused error=%s", exc)
+            self.status.failures, self.status.last_sync, self.backoff.due_at = {"values": str(exc)}, now_text(), None
+            self.write()
+            return True
+        assert self.reconciler is not None  # initial_sync made it
+        if self._wait_for_triton():
+            result = self.reconciler.sync(wanted, load=True)
+            _report(result)
+        elif self.stop.is_set():
             return False
-    return True
+        else:
+            result = SyncResult(failures={"triton": f"Triton at {self.triton.url} is not live; nothing was changed"})
+            self.log.error("event=sync-postponed error=%s", result.failures["triton"])
+        self._record(result)
+        if result.failures:
+            delay = self.backoff.failed()
+            self.log.warning("event=retry-scheduled seconds=%.0f failed=%s", delay, ",".join(sorted(result.failures)))
+        else:
+            self.backoff.succeeded()
+        return True
+
+    def _wait_for_triton(self) -> bool:
+        deadline = time.monotonic() + self.settings.triton_timeout
+        while not self.triton.live():
+            if time.monotonic() >= deadline or self.stop.wait(1.0):
+                return False
+        return True
+
+    def _record(self, result: SyncResult) -> None:
+        assert self.reconciler is not None
+        self.status.models = self.reconciler.installed()
+        self.status.failures = dict(sorted(result.failures.items()))
+        self.status.last_sync = now_text()
+        self.write()
 
 
-def _record(status: WatchStatus, reconciler: Reconciler, result: SyncResult) -> None:
-    status.models = reconciler.installed()
-    status.failures = dict(sorted(result.failures.items()))
-    status.last_sync = now_text()
+def run_watch(settings: WatchSettings, options: FetchOptions) -> int:
+    stop = _Stop()
+    stop.install()
+    sidecar = _Sidecar(settings, options, stop.event)
+    code = sidecar.initial_sync()
+    if code is not None:
+        return code
+    if sidecar.status.failures:
+        sidecar.backoff.failed()
+    while not stop.event.wait(settings.poll_interval):
+        if not sidecar.sync_once():
+            break
+    sidecar.status.phase = "stopped"
+    sidecar.write()
+    get_logger().info("event=stopped")
+    return ExitCode.SUCCESS
 
 
-def _report(result: SyncResult, log) -> None:
-    log.info("event=synced applied=%s removed=%s unchanged=%d failed=%s",
-             ",".join(result.applied) or "-", ",".join(result.removed) or "-", len(result.unchanged),
-             ",".join(sorted(result.failures)) or "-")
+def _report(result: SyncResult) -> None:
+    get_logger().info("event=synced applied=%s removed=%s unchanged=%d failed=%s",
+                      ",".join(result.applied) or "-", ",".join(result.removed) or "-", len(result.unchanged),
+                      ",".join(sorted(result.failures)) or "-")
 
 
-def run_status(args: argparse.Namespace, stdout: TextIO) -> int:
-    """Exit 0 when the sidecar finished its initial sync (and, with --require-healthy, its last sync failed nothing)."""
+def run_status(status_file: Path, stdout: TextIO, *, as_json: bool, require_healthy: bool) -> int:
+    """Exit 0 when the sidecar finished its initial sync (and, with require_healthy, its last sync failed nothing)."""
     try:
-        path = status_path(args)
-        data = read_status(path)
-    except FetcherError as exc:
-        print(f"not ready: {exc}", file=stdout)
-        return ExitStatus.USAGE
+        data = read_status(status_file)
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        print(f"not ready: no readable status at {str(path)!r} ({reason})", file=stdout)
-        return ExitStatus.MODELS_FAILED
-    if args.json:
+        problem = f"no readable status at {str(status_file)!r} ({reason})"
+        if as_json:
+            print(json.dumps({"ready": False, "healthy": False, "error": problem}, indent=1, sort_keys=True), file=stdout)
+        else:
+            print(f"not ready: {problem}", file=stdout)
+        return ExitCode.MODELS_FAILED
+    if as_json:
         print(json.dumps(data, indent=1, sort_keys=True), file=stdout)
     else:
         models = data.get("models") or []
@@ -188,6 +219,6 @@ def run_status(args: argparse.Namespace, stdout: TextIO) -> int:
         for name, why in sorted((data.get("failures") or {}).items()):
             print(f"failed {name}: {why}", file=stdout)
     ready = bool(data.get("ready"))
-    if args.require_healthy:
+    if require_healthy:
         ready = ready and not data.get("failures")
-    return ExitStatus.SUCCESS if ready else ExitStatus.MODELS_FAILED
+    return ExitCode.SUCCESS if ready else ExitCode.MODELS_FAILED

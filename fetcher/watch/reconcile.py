@@ -15,14 +15,13 @@ has loaded once it runs.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetcher.errors import FetcherError
 from fetcher.logs import get_logger
-from fetcher.repository.install import REPLACED_NAME, Repository
+from fetcher.repository.install import Repository
 from fetcher.repository.manifest import MANIFEST_NAME, Manifest, plan_fingerprint
 from fetcher.runner import install_model, remove_model, stale_models
 from fetcher.sources.base import FetchOptions, ModelPlan
@@ -39,7 +38,7 @@ class SyncResult:
 
 class Reconciler:
     def __init__(self, repository: Repository, options: FetchOptions, triton: TritonClient, *,
-                 concurrency: int = 4, unload_timeout: float = 600.0) -> None:
+                 concurrency: int, unload_timeout: float) -> None:
         self.repository = repository
         self.options = options
         self.triton = triton
@@ -118,19 +117,17 @@ class Reconciler:
 
     def _roll_back(self, name: str, workdir: Path, previous: str | None) -> bool:
         """Triton refused the new model: put back the folder that was there, if any (True then)."""
-        final = self.repository.root / name
-        replaced = workdir / REPLACED_NAME
-        restored = False
         try:
-            os.rename(final, workdir / "refused")
-            if replaced.is_symlink() or replaced.exists():
-                os.rename(replaced, final)
-                restored = True
-                if previous is not None:
-                    self.manifest.record(name, previous, final)
-        except OSError as exc:
-            self.log.error("model=%s event=rollback-failed error=%s", name, exc.strerror)
-            return restored
+            restored = self.repository.restore(name, workdir)
+        except InstallError as exc:
+            self.log.error("model=%s event=rollback-failed error=%s", name, exc)
+            return False
+        if restored and previous is not None:
+            try:
+                self.manifest.record(name, previous, self.repository.root / name)
+            except OSError as exc:
+                self.log.error("model=%s event=rollback-failed error=%s", name, exc.strerror)
+                return True
         self.log.warning("model=%s event=rolled-back detail=%s", name,
                          "the previous version stays installed and serving" if restored else "the new model was removed")
         return restored

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import requests
 
 from fetcher.credentials.secrets import MAX_SECRET_BYTES, SecretValue
-from fetcher.errors import FetcherError, SecretError
+from fetcher.errors import FetcherError, SecretError, os_reason
 
 # An HTTP header name (RFC 9110 token).
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -68,7 +68,7 @@ class TritonClient:
         except requests.Timeout:
             raise TritonError(f"{what}: Triton at {self.url} did not answer within {self.load_timeout:.0f}s") from None
         except requests.RequestException as exc:
-            raise TritonError(f"{what}: cannot reach Triton at {self.url} ({type(exc).__name__})") from None
+            raise TritonError(f"{what}: cannot reach Triton at {self.url} ({os_reason(exc) or type(exc).__name__})") from None
         if response.status_code == 403:
             sent = f"the header {self.auth.header!r} was sent" if self.auth else "no key was sent"
             raise TritonError(f"{what}: Triton refused its model repository API ({sent}): {_error_text(response)}",
@@ -96,7 +96,7 @@ class TritonClient:
             response = self._session.get(self.url + f"/v2/models/{quote(name, safe='')}/ready",
                                          timeout=(self.connect_timeout, self.connect_timeout))
         except requests.RequestException as exc:
-            raise TritonError(f"model {name!r}: cannot reach Triton at {self.url} ({type(exc).__name__})") from None
+            raise TritonError(f"model {name!r}: cannot reach Triton at {self.url} ({os_reason(exc) or type(exc).__name__})") from None
         return response.status_code == 200
 
     def wait_unloaded(self, name: str, timeout: float) -> None:

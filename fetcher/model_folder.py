@@ -1,4 +1,7 @@
-"""Making ``config.pbtxt``'s top-level ``name`` agree with the model's directory name.
+"""What Triton takes for one model folder, and the name its ``config.pbtxt`` gives it.
+
+A folder is a model when it holds ``config.pbtxt`` or a numeric version folder (``1/``); every
+source (zip, volume, S3 prefix) asks this module, so the rule cannot drift between them.
 
 Triton refuses a model whose configured name differs from its directory. Only the value of the
 top-level ``name`` field is rewritten; every other byte of the file stays as it was.
@@ -8,8 +11,24 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Iterable
 
 from fetcher.errors import ModelLayoutError
+
+CONFIG_NAME = "config.pbtxt"
+# What a folder lacks when it is not a model, for error messages.
+NOT_A_MODEL = "no config.pbtxt and no numeric version folder"
+
+
+def is_model(file_names: Iterable[str], folder_names: Iterable[str]) -> bool:
+    """The rule, on the names of a folder's files and sub-folders."""
+    return CONFIG_NAME in set(file_names) or any(name.isdigit() for name in folder_names)
+
+
+def is_model_dir(folder: Path) -> bool:
+    if (folder / CONFIG_NAME).is_file():
+        return True
+    return is_model((), (child.name for child in folder.iterdir() if child.name.isdigit() and child.is_dir()))
 
 _TOKEN = re.compile(
     r'''(?P<comment>\#[^\n]*)
@@ -56,16 +75,18 @@ def configured_name(config: Path) -> str | None:
 
 def make_name_agree(model_dir: Path, name: str) -> str | None:
     """Rewrite the top-level name in ``model_dir/config.pbtxt`` to ``name``; return the old name if changed."""
-    config = model_dir / "config.pbtxt"
+    config = model_dir / CONFIG_NAME
     if not config.is_file():
         return None
     try:
-        text = config.read_text(encoding="utf-8")
+        # Bytes, not read_text: universal newlines would turn CRLF into LF on the way back.
+        text = config.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise ModelLayoutError("config.pbtxt is not UTF-8 text") from None
     span = _top_level_name_span(text)
     if span is None or span[2] == name:
         return None
     start, end, old = span
-    config.write_text(text[:start] + f'"{name}"' + text[end:], encoding="utf-8")
+    quote = text[start]  # the value keeps its quote character
+    config.write_bytes((text[:start] + quote + name + quote + text[end:]).encode("utf-8"))
     return old
