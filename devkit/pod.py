@@ -55,6 +55,8 @@ DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 # environment of this interpreter; the wheel lane's: the built wheel's).
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LOCK_FILE = Path(tempfile.gettempdir()) / "triton-lease-local-pod.lock"
+# Mount points a pod could not remove (another was running): the next pod that can, removes them.
+_LEFT_FILE = Path(tempfile.gettempdir()) / "triton-lease-local-pod.left"
 
 
 class PodError(RuntimeError):
@@ -442,9 +444,16 @@ class LocalPod:
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            pass  # another local pod holds them: leave the empty mount points
+            # Another local pod uses them: leave the empty mount points for the next pod to remove.
+            with open(_LEFT_FILE, "a") as left:
+                left.write("".join(f"{path}\n" for path in self._created))
         else:
-            for path in reversed(self._created):
+            try:
+                left_over = [Path(line) for line in _LEFT_FILE.read_text().splitlines() if line]
+            except OSError:
+                left_over = []
+            # Deepest first: a folder is empty only once the mount points inside it are gone.
+            for path in sorted({*self._created, *left_over}, key=lambda p: len(p.parts), reverse=True):
                 try:
                     if path.is_dir() and not path.is_symlink():
                         path.rmdir()
@@ -452,6 +461,7 @@ class LocalPod:
                         path.unlink()
                 except OSError:
                     pass
+            _LEFT_FILE.unlink(missing_ok=True)
         finally:
             self._created.clear()
             self._lock.close()
