@@ -14,12 +14,14 @@ import json
 import secrets
 import signal
 import subprocess
+import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from devkit.configmap import ConfigMapDir
 from devkit.https_server import RunningServer
@@ -47,6 +49,7 @@ class WatchPod:
     triton_port: int
     install: FetcherInstall
     model_control_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    metrics_port: int = field(default_factory=free_port)
     stack: ExitStack = field(default_factory=ExitStack)
     process: subprocess.Popen[bytes] | None = None
     triton: RunningTriton | None = None
@@ -89,6 +92,7 @@ class WatchPod:
                 "--status-file", str(self.status_file),
                 "--triton-auth-header", MODEL_CONTROL_HEADER,
                 "--triton-auth-file", str(self.key_file),
+                "--metrics-port", str(self.metrics_port), "--metrics-address", "127.0.0.1",
                 *extra)
         env = {**self.install.environment(), "PYTHONUNBUFFERED": "1"}
         self.install.prepare(self.tmp)
@@ -107,6 +111,18 @@ class WatchPod:
             run_triton(self.repository, self.tmp / "triton.log", http_port=self.triton_port,
                        extra_args=[*TRITON_ARGS, *restricted_args(self.model_control_key)]))
         return self.triton
+
+    def metrics(self) -> dict[str, float]:
+        """The samples the sidecar serves at /metrics, keyed ``name{label="value",...}`` (labels sorted)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as response:
+            assert response.headers.get("Content-Type", "").startswith("text/plain")
+            text = response.read().decode()
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
 
     def status(self) -> dict[str, Any]:
         try:

@@ -26,3 +26,4 @@ class WatchSettings:
     # The header Triton's --http-restricted-api demands on its repository API, and the file of its value.
     triton_auth_header: str = "model-control-key"
     triton_auth_file: Path | None = None
+    log_format: str = "text"  # "json": failures are told by the event=failed lines only, stderr stays JSON

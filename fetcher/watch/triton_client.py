@@ -20,6 +20,8 @@ HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 class TritonError(FetcherError):
     """Triton could not be reached, or refused a load or an unload."""
 
+    failure_reason = "triton"  # the label of model_fetcher_failures_total
+
 
 @dataclass(frozen=True)
 class TritonAuth:

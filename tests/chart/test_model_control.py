@@ -57,7 +57,7 @@ def test_triton_gets_the_key_from_the_secret_through_its_env(render):
     rendered = render(sidecar({"triton": {"env": [{"name": "CUDA_VISIBLE_DEVICES", "value": "0"}]}}))
     env = rendered.triton["env"]
     assert env[0] == {"name": ENV, "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": "key"}}}
-    assert env[1] == {"name": "CUDA_VISIBLE_DEVICES", "value": "0"}  # the user's env follows
+    assert env[-1] == {"name": "CUDA_VISIBLE_DEVICES", "value": "0"}  # the user's env follows
     restricted = [a for a in rendered.triton["args"] if "restricted" in a]
     groups = "model-repository,trace,logging"
     assert restricted == [f"--http-restricted-api={groups}:model-control-key=$({ENV})",
@@ -94,7 +94,7 @@ def test_init_mode_has_no_key_and_no_restriction(render):
     rendered = render({"kubeVersionOverride": "1.33.0"})
     assert rendered.kind("Secret") == []
     assert not any("restricted" in a for a in rendered.triton["args"])
-    assert "env" not in rendered.triton
+    assert ENV not in [item["name"] for item in rendered.triton.get("env", [])]
     assert KEY_DIR not in rendered.mounts(rendered.fetcher)
     assert "--triton-auth-file" not in rendered.fetcher["args"]
 
