@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from devkit.models import model_files, zip_model
 from devkit.secrets import write_secret
 from fetcher.archive.layout import find_model_root
-from fetcher.archive.zip_extract import extract_zip
+from fetcher.archive.zip_stream import extract_zip
 from fetcher.errors import ArchiveError, ModelLayoutError
 
 TOKEN = "Bearer never-print-me-0451"

@@ -7,14 +7,9 @@ Archive junk (``__MACOSX/``, ``.DS_Store``, AppleDouble ``._*`` files) is skippe
 
 from __future__ import annotations
 
-import os
 import stat
 import zipfile
-import zlib
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from fetcher.buffers import READ_SIZE
 from fetcher.errors import ArchiveError, TooLargeError
 
 RATIO_CHECK_MIN = 1024 * 1024  # smaller members cannot make a bomb worth refusing
@@ -48,7 +43,7 @@ def safe_member_path(name: str) -> tuple[str, ...]:
     return segments
 
 
-def _entry_kind(info: zipfile.ZipInfo) -> str:
+def entry_kind(info: zipfile.ZipInfo) -> str:
     mode = info.external_attr >> 16
     # Unix attributes tell the file type only when a tool wrote one; many write permissions alone.
     if info.create_system == 3 and stat.S_IFMT(mode):
@@ -61,48 +56,7 @@ def _entry_kind(info: zipfile.ZipInfo) -> str:
     return "dir" if info.is_dir() else "file"
 
 
-def extract_zip(archive: Path, target: Path, *, max_bytes: int, workers: int = 1) -> int:
-    """Extract ``archive`` into the empty folder ``target``; return the bytes written.
-
-    Every entry is checked before anything is written. Members are then extracted by ``workers``
-    threads, each with its own handle on the archive (zlib releases the GIL while inflating).
-    """
-    try:
-        zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile as exc:
-        raise ArchiveError(f"not a valid zip archive: {exc}") from None
-    except (NotImplementedError, UnicodeDecodeError, ValueError, EOFError) as exc:
-        raise ArchiveError(f"not a readable zip archive: {_reason(exc)}") from None
-    except OSError as exc:
-        raise ArchiveError(f"cannot open the archive: {exc.strerror}") from None
-    with zf:
-        members = _checked_members(zf, max_bytes)
-    files: list[tuple[zipfile.ZipInfo, Path]] = []
-    for info, segments in members:
-        destination = target.joinpath(*segments)
-        if _entry_kind(info) == "dir":
-            destination.mkdir(parents=True, exist_ok=True)
-        else:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            files.append((info, destination))
-    # Largest first, so one big member does not start last and set the finish time.
-    files.sort(key=lambda item: item[0].file_size, reverse=True)
-    batches = [files[i::workers] for i in range(max(1, min(workers, len(files))))]
-    if len(batches) <= 1:
-        return _extract_batch(archive, files)
-    with ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="unzip") as pool:
-        return sum(pool.map(lambda batch: _extract_batch(archive, batch), batches))
-
-
-def _extract_batch(archive: Path, batch: list[tuple[zipfile.ZipInfo, Path]]) -> int:
-    written = 0
-    with zipfile.ZipFile(archive) as zf:
-        for info, destination in batch:
-            written += _extract_member(zf, info, destination)
-    return written
-
-
-def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
+def checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
     members: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
     seen: dict[tuple[str, ...], bool] = {}
     declared = 0
@@ -110,7 +64,7 @@ def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.
         if is_junk(info.filename):
             continue
         segments = safe_member_path(info.filename)
-        kind = _entry_kind(info)
+        kind = entry_kind(info)
         if kind == "link":
             raise ArchiveError(f"entry {info.filename!r} is a symbolic link; links are refused")
         if kind == "special":
@@ -149,37 +103,3 @@ def _check_no_overlap(zf: zipfile.ZipFile) -> None:
     for (offset, size, name), (next_offset, _, next_name) in zip(spans, spans[1:]):
         if next_offset < offset + 30 + size:  # 30: the fixed part of a local file header
             raise ArchiveError(f"entries {name!r} and {next_name!r} overlap (a zip bomb?)")
-
-
-def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path) -> int:
-    """Write one member; it may not grow past its declared size (whose sum the caller bounded)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    written = 0
-    try:
-        fd = os.open(destination, flags, 0o644)
-    except FileExistsError:
-        raise ArchiveError(f"entry {info.filename!r} appears more than once") from None
-    with os.fdopen(fd, "wb") as out:
-        try:
-            source = zf.open(info)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
-            raise ArchiveError(f"entry {info.filename!r} is corrupt: {_reason(exc)}") from None
-        with source:
-            while True:
-                try:
-                    chunk = source.read(READ_SIZE)
-                except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
-                        RuntimeError) as exc:
-                    raise ArchiveError(f"entry {info.filename!r} is corrupt or truncated: {_reason(exc)}") from None
-                if not chunk:
-                    break
-                written += len(chunk)
-                if written > info.file_size:
-                    raise ArchiveError(f"entry {info.filename!r} unpacks to more than it declares")
-                out.write(chunk)  # a write error (a full disk) propagates as OSError, not as a corrupt archive
-    return written
-
-
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
