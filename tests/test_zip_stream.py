@@ -188,3 +188,20 @@ def test_a_sha256_is_checked_over_the_streamed_body(tmp_path: Path, https_server
                      "--ca-bundle", ca_file)
         assert result.status == status, result.stderr
         assert (root / "m").exists() == (status == 0)
+
+
+def test_large_members_are_read_ahead_in_parts(tmp_path: Path, https_server: RunningServer, ca_file: Path,
+                                               monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    from fetcher.archive import zip_stream
+
+    monkeypatch.setattr(zip_stream, "READ_AHEAD_PART", 64 * 1024)
+    monkeypatch.setattr(zip_stream, "READ_AHEAD_MIN", 256 * 1024)
+    files = model_content(small_files=2)
+    archive = write_zip(https_server.state.root / "ahead.zip", files, method=zipfile.ZIP_STORED)
+    https_server.state.faults["/ahead.zip"] = Fault(times=4, drop_after=20_000)  # parts resume where they broke
+    result, root = fetch(tmp_path, https_server.url("ahead.zip"), cli, ca_file)
+    assert result.status == 0, result.stderr
+    assert_installed(root, files)
+    spans = [tuple(int(n) for n in r.removeprefix("bytes=").split("-")) for r in ranges_asked(https_server, "/ahead.zip")]
+    assert sum(1 for first, last in spans if last - first + 1 == 64 * 1024) >= 10  # large members in 64 KiB parts
+    assert archive.stat().st_size > TAIL_BYTES

@@ -27,6 +27,8 @@ import struct
 import threading
 import zipfile
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -41,7 +43,11 @@ ReadRange = Callable[[int, int], Iterator[bytes]]
 
 TAIL_BYTES = 1024 * 1024  # first read of the tail: the end record, and most central directories whole
 MAX_CENTRAL_DIRECTORY = 256 * 1024 * 1024  # about two million entries
-INFLATE_STEP = 256 * 1024  # most bytes one decompress call may produce (bounds memory on bombs)
+INFLATE_STEP = 256 * 1024
+# A range this large is read in parts fetched ahead in parallel; at most DEPTH parts are in memory.
+READ_AHEAD_PART = 4 * 1024 * 1024
+READ_AHEAD_DEPTH = 4
+READ_AHEAD_MIN = 4 * READ_AHEAD_PART  # most bytes one decompress call may produce (bounds memory on bombs)
 LOCAL_HEADER = struct.Struct(zipfile.structFileHeader)
 DESCRIPTOR_SIGNATURE = b"PK\x07\x08"
 ZIP64_EXTRA = 0x0001
@@ -393,7 +399,9 @@ class RangedUnpack:
         written = 0
         failures = 0
         while done < len(group):
-            stream = ByteStream(self._checked(self.read_range(group[done].start, group[-1].end)), group[done].start)
+            start, end = group[done].start, group[-1].end
+            chunks = self._read_ahead(start, end) if end - start >= READ_AHEAD_MIN else self.read_range(start, end)
+            stream = ByteStream(self._checked(chunks), start)
             try:
                 while done < len(group):
                     member = group[done]
@@ -411,6 +419,40 @@ class RangedUnpack:
                 with self._lock:
                     self.received += stream.received
         return written
+
+    def _read_ahead(self, start: int, end: int) -> Iterator[bytes]:
+        """[start, end) in parts fetched in parallel ahead of the caller, who inflates meanwhile: a large
+        member then uses more than one CPU (decryption here, inflating there) with bounded memory."""
+        bounds = [(first, min(first + READ_AHEAD_PART, end)) for first in range(start, end, READ_AHEAD_PART)]
+        pending: deque[Future[list[bytes]]] = deque()
+        with ThreadPoolExecutor(max_workers=READ_AHEAD_DEPTH - 1, thread_name_prefix="read-ahead") as pool:
+            try:
+                for bound in bounds:
+                    pending.append(pool.submit(self._part, *bound))
+                    if len(pending) >= READ_AHEAD_DEPTH - 1:
+                        yield from pending.popleft().result()
+                while pending:
+                    yield from pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def _part(self, start: int, end: int) -> list[bytes]:
+        """The bytes [start, end) in memory, resumed from where a broken stream stopped."""
+        chunks: list[bytes] = []
+        position = start
+        for _ in range(self.attempts):
+            try:
+                for chunk in self.read_range(position, end):
+                    if self.cancel.is_set():
+                        raise Cancelled()
+                    chunks.append(chunk)
+                    position += len(chunk)
+            except RetryableTransferError:
+                continue
+            if position >= end:
+                return chunks
+        raise DownloadError(f"{self.where}: the transfer of bytes {start}-{end - 1} of the archive kept breaking off")
 
     def _checked(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         for chunk in chunks:

@@ -95,7 +95,7 @@ class HttpDownload:
         self.secret = secret
         self.settings = settings
         self.describe_status = describe_status
-        self.session = make_session(settings.concurrency)
+        self.session = make_session(settings.concurrency * 4)  # zips: each worker may read ahead in parts
 
     def close(self) -> None:
         self.session.close()
