@@ -213,9 +213,9 @@ def _inflate_into(fd: int, stream: ByteStream, expected: _Expected) -> tuple[int
     return size, crc, consumed
 
 
-def _decoded(decompressor: object, data: memoryview, name: str) -> Iterator[bytes]:
+def _decoded(decompressor: object, data: memoryview, name: str) -> Iterator[bytes | memoryview]:
     if decompressor is None:
-        yield bytes(data)
+        yield data  # stored: no copy
         return
     try:
         if isinstance(decompressor, _ZLIB_TYPE):
@@ -237,7 +237,7 @@ def _decoded(decompressor: object, data: memoryview, name: str) -> Iterator[byte
 _ZLIB_TYPE = type(zlib.decompressobj())
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
