@@ -348,6 +348,8 @@ def plan_members(zf: zipfile.ZipFile, size: int, target: Path, max_bytes: int) -
         if entry_kind(info) == "dir":
             destination.mkdir(parents=True, exist_ok=True)
             continue
+        if not 0 <= info.header_offset < zf.start_dir:
+            raise ArchiveError(f"entry {info.filename!r} points outside the archive's data (offset {info.header_offset})")
         destination.parent.mkdir(parents=True, exist_ok=True)
         members.append(Member(info, destination, info.header_offset, following[info.header_offset]))
     members.sort(key=lambda member: member.start)
