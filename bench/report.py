@@ -214,7 +214,7 @@ def evaluate_goals(tables: dict[tuple[str, str], list[ToolResult]], memory: dict
         if fetcher and fetcher.peak_disk_mib is not None and size:
             ratio = fetcher.peak_disk_mib * MIB / size
             disk.append((ratio <= GOAL_DISK_VS_MODEL, f"{key}: {fetcher.peak_disk_mib:.0f} MiB for a model of "
-                                                      f"{size / MIB:.0f} MiB = {ratio:.2f}×"))
+                                                      f"{size / MIB:.0f} MiB on disk = {ratio:.2f}×"))
     goals.append(Goal(f"S3 within {GOAL_S3_VS_S5CMD}× of s5cmd", *_combine(s5)))
     goals.append(Goal(f"10,000 small files over S3 within {GOAL_SMALL_FILES_VS_S5CMD}× of s5cmd", *_combine(small)))
     goals.append(Goal(f"HTTPS zip within {GOAL_HTTPS_VS_FLOOR}× of curl + zipfile", *_combine(floor)))

@@ -300,7 +300,7 @@ def _run(args: argparse.Namespace, workdir: Path, started: float) -> int:
     say("\nfetcher start-up")
     startup = measure_startup(ctx, args.startup_runs, workdir)
     goals = report.evaluate_goals(tables, memory, startup, args.scale,
-                                  {key: model.workload.total_bytes for key, model in generated.items()})
+                                  {key: model.workload.allocated_bytes for key, model in generated.items()})
     machine["load_average_1_5_15"] = {"at_start": load_at_start, "after_runs": load_at_end}
     document = build_document(args, date, machine, availability, servers, generated, tables, memory, startup, goals,
                               time.monotonic() - started)

@@ -22,6 +22,7 @@ KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
 CHUNK = 8 * MIB
+BLOCK = 4 * KIB  # the filesystem's allocation unit
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class Workload:
     @property
     def total_bytes(self) -> int:
         return sum(size for _, size in self.files)
+
+    @property
+    def allocated_bytes(self) -> int:
+        """The model's size on disk: each file in whole 4 KiB blocks, as the peak-disk column counts it."""
+        return sum(-(-size // BLOCK) * BLOCK for _, size in self.files)
 
     @property
     def zip_name(self) -> str:
