@@ -380,10 +380,9 @@ class RangedUnpack:
         self.attempts = attempts
         self.check = check or (lambda: None)  # raises when the download must stop (deadline)
         self.cancel = threading.Event()
-        self._lock = threading.Lock()
-        self.received = 0
 
-    def run(self, members: list[Member], temp_dir: Path) -> Unpacked:
+    def run(self, members: list[Member], temp_dir: Path) -> int:
+        """Unpack ``members`` (temporary files in ``temp_dir``); return the bytes written."""
         temp_dir.mkdir(parents=True, exist_ok=True)
         total = sum(member.end - member.start for member in members)
         # Enough groups to keep every worker busy, none so large that one request holds the rest.
@@ -392,8 +391,7 @@ class RangedUnpack:
         groups.sort(key=lambda group: -(group[-1].end - group[0].start))  # large first
         index = {id(member): n for n, member in enumerate(members)}
         tasks = [lambda group=group: self._group(group, temp_dir, index) for group in groups]
-        written = run_all(tasks, self.concurrency, self.cancel)
-        return Unpacked(bytes_read=self.received, bytes_written=written)
+        return run_all(tasks, self.concurrency, self.cancel)
 
     def _group(self, group: list[Member], temp_dir: Path, index: dict[int, int]) -> int:
         """Unpack adjacent members from one range; a broken stream resumes at the first unfinished one."""
@@ -417,9 +415,6 @@ class RangedUnpack:
                 if failures >= self.attempts:
                     raise DownloadError(f"{self.where}: the transfer of the archive kept breaking off ({exc})") from None
                 temp.unlink(missing_ok=True)  # the member restarts from its local header
-            finally:
-                with self._lock:
-                    self.received += stream.received
         return written
 
     def _read_ahead(self, start: int, end: int) -> Iterator[bytes]:
@@ -489,27 +484,29 @@ def unpack_ranged(size: int, read_range: ReadRange, target: Path, temp_dir: Path
                   where: str, concurrency: int = 4, attempts: int = 4, tail: bytes = b"",
                   check: Callable[[], None] | None = None) -> Unpacked:
     """Unpack the archive of ``size`` bytes that ``read_range`` reads into the empty folder ``target``."""
-    directory_bytes = len(tail)
     tail_start = size - len(tail)
+    received = [len(tail)]  # bytes that came over the transport
+    lock = threading.Lock()
 
-    def read_directory(start: int, end: int) -> Iterator[bytes]:
-        nonlocal directory_bytes
-        directory_bytes += end - start
-        return read_range(start, end)
+    def read_counted(start: int, end: int) -> Iterator[bytes]:
+        for chunk in read_range(start, end):
+            with lock:
+                received[0] += len(chunk)
+            yield chunk
 
     def read_member(start: int, end: int) -> Iterator[bytes]:
         if start >= tail_start:  # already here: a small archive is all tail
             return iter((tail[start - tail_start:end - tail_start],))
-        return read_range(start, end)
+        return read_counted(start, end)
 
-    zf = read_central_directory(size, read_directory, tail=tail)
+    zf = read_central_directory(size, read_counted, tail=tail)
     members = plan_members(zf, size, target, max_bytes)
     unpack = RangedUnpack(read_member, where=where, concurrency=concurrency, attempts=attempts, check=check)
     try:
-        result = unpack.run(members, temp_dir)
+        written = unpack.run(members, temp_dir)
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)  # members cut short; the finished ones are in place
-    return Unpacked(bytes_read=result.bytes_read + directory_bytes, bytes_written=result.bytes_written)
+    return Unpacked(bytes_read=received[0], bytes_written=written)
 
 
 def extract_zip(archive: Path, target: Path, *, max_bytes: int, workers: int = 1) -> int:

@@ -27,6 +27,7 @@ from fetcher.buffers import READ_SIZE
 from fetcher.errors import DownloadError, TooLargeError, os_reason
 from fetcher.lease.uri import redact_url
 from fetcher.logs import get_logger
+from fetcher.progress import ModelProgress
 from fetcher.sources.parallel_download import ParallelDownload, RemoteFile, RetryableTransferError
 from fetcher.sources.parallel_download import TransferSettings as PartSettings
 
@@ -90,8 +91,10 @@ class HttpDownload:
     """One file's download. ``describe_status`` turns a final non-2xx response into a DownloadError."""
 
     def __init__(self, url: str, secret: SecretValue | None, settings: HttpSettings,
-                 describe_status: Callable[[requests.Response, str], DownloadError]) -> None:
+                 describe_status: Callable[[requests.Response, str], DownloadError],
+                 progress: ModelProgress | None = None) -> None:
         self.start_url = url
+        self.progress = progress
         self.secret = secret
         self.settings = settings
         self.describe_status = describe_status
@@ -112,6 +115,8 @@ class HttpDownload:
         if resource.size is not None and resource.size > self.settings.max_bytes:
             response.close()
             raise self._too_large()
+        if self.progress is not None:
+            self.progress.expect(resource.size)
         return resource, response
 
     def fetch_to(self, target: str) -> int:
@@ -148,8 +153,12 @@ class HttpDownload:
             first_byte = written if resource.accepts_ranges else 0  # without ranges, only from the start
             response = self._open(resource.url, first_byte=first_byte, validator=resource.validator)
             if first_byte == 0 or response.status_code == 200:  # a whole body: the file changed, or no ranges
+                if self.progress is not None:
+                    self.progress.discard(written)
                 written = 0
                 os.ftruncate(fd, 0)
+            elif self.progress is not None:
+                self.progress.reused("resume", written)
         raise AssertionError("unreachable")
 
     def body(self, resource: Resource, response: requests.Response) -> Iterator[bytes]:
@@ -174,6 +183,7 @@ class HttpDownload:
                             raise self._too_large()
                         self._check_deadline()
                         position = offset
+                        self._count(len(chunk))
                         yield chunk
                 if resource.size is None or position >= resource.size:
                     return
@@ -192,6 +202,8 @@ class HttpDownload:
                 response.close()
                 raise DownloadError(f"{redact_url(resource.url)}: the file changed during the download",
                                     hint="try again once the file on the server is complete")
+            if response.status_code == 206 and self.progress is not None:
+                self.progress.reused("resume", position)
 
     def read_tail(self, resource: Resource, start: int) -> bytes | None:
         """The file's bytes from ``start`` to its end by one range request, or None when the server
@@ -209,6 +221,7 @@ class HttpDownload:
                 except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                         urllib3.exceptions.HTTPError) as exc:
                     data, cause = b"", _cause(exc)
+            self._count(len(data))
             if len(data) == resource.size - start:
                 return data
             if attempt > RESUME_ATTEMPTS:
@@ -220,13 +233,19 @@ class HttpDownload:
     def read_range(self, resource: Resource, start: int, end: int) -> Iterator[bytes]:
         """The bytes [start, end) of the file; a broken stream raises RetryableTransferError."""
         try:
-            yield from self._read_range(resource, start, end)
+            for chunk in self._read_range(resource, start, end):
+                self._count(len(chunk))
+                yield chunk
         except _RangesIgnored:
             raise DownloadError(f"{redact_url(resource.url)}: the server answered a range with the whole file "
                                 "after it had answered one with a part") from None
 
     def check_deadline(self) -> None:
         self._check_deadline()
+
+    def _count(self, received: int) -> None:
+        if self.progress is not None:
+            self.progress.add(received)
 
     # -- parallel parts written in place -----------------------------------------------------
 
@@ -237,7 +256,8 @@ class HttpDownload:
         settings = PartSettings(concurrency=self.settings.concurrency, part_size=self.settings.part_bytes,
                                 multipart_threshold=self.settings.parallel_min_bytes - 1, attempts=RESUME_ATTEMPTS + 1)
         parts = ParallelDownload(lambda _file, start, end: self._read_range(resource, start, end), settings,
-                                 where=redact_url(resource.url), deadline=self.settings.deadline)
+                                 where=redact_url(resource.url), deadline=self.settings.deadline,
+                                 progress=self.progress)
         temp_dir = path.parent / f".{path.name}.parts"
         try:
             return parts.run((remote,), path.parent, temp_dir)
@@ -286,6 +306,8 @@ class HttpDownload:
                         raise self._too_large()
                     os.pwrite(fd, chunk, position)
                     position += len(chunk)
+                    if self.progress is not None:
+                        self.progress.add(len(chunk))
                     self._check_deadline()
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
                 requests.exceptions.Timeout, urllib3.exceptions.HTTPError) as exc:

@@ -70,7 +70,9 @@ class HttpsSource:
             concurrency=self.options.transfer_concurrency,
             deadline=time.monotonic() + self.options.model_timeout,
         )
-        download = HttpDownload(plan.target.url, secret, settings, lambda r, url: _status_error(r, url, plan))
+        progress = self.options.observer.model(plan.spec.name, plan.source)
+        download = HttpDownload(plan.target.url, secret, settings, lambda r, url: _status_error(r, url, plan),
+                                progress=progress)
         extracted = workdir / "extracted"
         extracted.mkdir()
         try:
