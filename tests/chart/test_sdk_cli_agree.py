@@ -3,9 +3,9 @@
 For the same values, release and namespace, `helm template` renders the same templates, each to the
 same text, as helm-python-sdk; `helm install --dry-run=client` the same NOTES; and a value that fails
 fails both with the same message; `.Capabilities` set through render_chart (kube_version,
-api_versions) render as `--kube-version` and `--api-versions` do. So either can stand for the other. Whatever templates the chart
-holds are compared, and one value set switches on every `enabled: false` of values.yaml, so a new
-optional template is compared as soon as it exists.
+api_versions) render as `--kube-version` and `--api-versions` do. So either can stand for the other.
+Whatever templates the chart holds are compared, and one value set switches on every
+`enabled: false` of values.yaml, so a new optional template is compared as soon as it exists.
 """
 
 from __future__ import annotations
