@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -42,6 +43,7 @@ class ServerState:
     redirects: dict[str, str] = field(default_factory=dict)  # path -> Location
     faults: dict[str, "Fault"] = field(default_factory=dict)  # path -> fault to inject
     accept_ranges: bool = True
+    send_rate: int | None = None  # bytes per second of every body (a slow link); None for full speed
     ignore_ranges: bool = False  # advertise Accept-Ranges, yet answer every Range with 200 and the whole file
     etag: str | None = '"v1"'
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -113,15 +115,22 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.stall_seconds:
             state.stopping.wait(fault.stall_seconds)
         limit = end - start if fault is None or fault.drop_after is None else min(fault.drop_after, end - start)
+        rate = state.send_rate
+        piece = 256 * 1024 if rate is None else max(1, min(256 * 1024, rate // 20))
+        began = time.monotonic()
         with open(file, "rb") as source:
             source.seek(start)
             sent = 0
             while sent < limit:
-                chunk = source.read(min(256 * 1024, limit - sent))
+                chunk = source.read(min(piece, limit - sent))
                 if not chunk:
                     break
                 self.wfile.write(chunk)
                 sent += len(chunk)
+                if rate is not None:  # pace to the rate; a shutdown ends the wait
+                    ahead = began + sent / rate - time.monotonic()
+                    if ahead > 0 and state.stopping.wait(ahead):
+                        break
         with state.lock:
             state.body_bytes_sent += sent
         if sent < end - start:

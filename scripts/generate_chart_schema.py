@@ -271,6 +271,23 @@ def chart_properties() -> dict[str, Any]:
                 ),
                 "image": ref("image"),
                 "fetchBudgetSeconds": integer(1),
+                "progressIntervalSeconds": integer(0),
+                "logFormat": {"type": "string", "enum": ["text", "json"]},
+                "metrics": obj(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "port": ref("port"),
+                        "scrapeAnnotations": {"type": "boolean"},
+                        "podMonitor": obj(
+                            {
+                                "enabled": {"type": "boolean"},
+                                "interval": {"type": "string", "pattern": r"^$|^([0-9]+(ms|s|m|h))+$"},
+                                "scrapeTimeout": {"type": "string", "pattern": r"^$|^([0-9]+(ms|s|m|h))+$"},
+                                "labels": string_map(),
+                            }
+                        ),
+                    }
+                ),
                 "extraArgs": {"type": "array", "items": {"type": "string"}},
                 "env": ref("envVars"),
                 "envFrom": ref("envFrom"),

@@ -70,13 +70,16 @@ class HttpsSource:
             concurrency=self.options.transfer_concurrency,
             deadline=time.monotonic() + self.options.model_timeout,
         )
-        download = HttpDownload(plan.target.url, secret, settings, lambda r, url: _status_error(r, url, plan))
+        progress = self.options.observer.model(plan.spec.name, plan.source)
+        download = HttpDownload(plan.target.url, secret, settings, lambda r, url: _status_error(r, url, plan),
+                                progress=progress)
         try:
             transferred = download.fetch_to(str(archive))
         finally:
             download.close()
         if plan.spec.sha256 is not None and _sha256(archive) != plan.spec.sha256:
             raise DownloadError(f"{plan.location}: the sha256 of the download does not match the model spec")
+        progress.phase("unpack")
         extracted = workdir / "extracted"
         extracted.mkdir()
         extract_zip(archive, extracted, max_bytes=self.options.max_model_bytes, workers=self.options.transfer_concurrency)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from fetcher.errors import DownloadError
+from fetcher.progress import ModelProgress
 
 MiB = 1024 * 1024
 
@@ -66,8 +67,9 @@ class _FileState:
 
 class ParallelDownload:
     def __init__(self, read_range: ReadRange, settings: TransferSettings, *, where: str,
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, progress: ModelProgress | None = None) -> None:
         self.read_range = read_range
+        self.progress = progress  # told of every chunk written, and of bytes kept when a part resumes
         self.settings = settings
         self.where = where
         self.deadline = deadline  # time.monotonic() after which the download gives up
@@ -139,6 +141,8 @@ class ParallelDownload:
                             )
                         _pwrite_all(fd, chunk, offset)
                         offset += len(chunk)
+                        if self.progress is not None:
+                            self.progress.add(len(chunk))
                 finally:
                     os.close(fd)
                 if offset < end:
@@ -149,6 +153,8 @@ class ParallelDownload:
                     raise DownloadError(
                         f"{self.where}: the transfer of {state.file.key!r} kept breaking off ({exc})"
                     ) from None
+                if self.progress is not None:
+                    self.progress.reused("resume", offset - start)
             except OSError as exc:
                 raise DownloadError(
                     f"{self.where}: cannot write {state.file.relative!r}: {exc.strerror}",

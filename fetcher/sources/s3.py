@@ -178,11 +178,13 @@ class S3Source:
             "model=%s event=s3-listed objects=%d bytes=%d credentials=%s",
             plan.spec.name, len(objects.files), objects.total_bytes, target.credentials.kind,
         )
+        progress = self.options.observer.model(plan.spec.name, plan.source)
+        progress.expect(objects.total_bytes)
         model_dir = workdir / "model"
         for folder in objects.folders:
             (model_dir / folder).mkdir(parents=True, exist_ok=True)
         download = ParallelDownload(self._reader(client, target), self.settings, where=target.where,
-                                    deadline=deadline)
+                                    deadline=deadline, progress=progress)
         transferred = download.run(objects.files, model_dir, workdir / "partial")
         return FetchedModel(model_dir=model_dir, bytes_transferred=transferred)
 
