@@ -7,19 +7,20 @@ import ipaddress
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterator
 from urllib.parse import urlsplit
 
 import requests
 
 from fetcher.archive.layout import find_model_root
-from fetcher.archive.zip_extract import extract_zip
+from fetcher.archive.zip_stream import TAIL_BYTES, unpack_ranged, unpack_sequential
 from fetcher.credentials.secrets import SecretValue
 from fetcher.credentials.target_uri import choose_secret
 from fetcher.errors import DownloadError, SecretError
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.uri import redact_url
 from fetcher.lease.values import HttpsRepository, LeaseValues
+from fetcher.logs import get_logger
 from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
 from fetcher.sources.http_transfer import RETRY_STATUSES, HttpDownload, HttpSettings
 
@@ -61,7 +62,6 @@ class HttpsSource:
 
     def fetch(self, plan: ModelPlan[HttpsTarget], workdir: Path) -> FetchedModel:
         secret = self._secret(plan)
-        archive = workdir / "model.zip"
         settings = HttpSettings(
             ca_bundle=self.options.ca_bundle,
             connect_timeout=self.options.connect_timeout,
@@ -73,19 +73,47 @@ class HttpsSource:
         progress = self.options.observer.model(plan.spec.name, plan.source)
         download = HttpDownload(plan.target.url, secret, settings, lambda r, url: _status_error(r, url, plan),
                                 progress=progress)
-        try:
-            transferred = download.fetch_to(str(archive))
-        finally:
-            download.close()
-        if plan.spec.sha256 is not None and _sha256(archive) != plan.spec.sha256:
-            raise DownloadError(f"{plan.location}: the sha256 of the download does not match the model spec")
-        progress.phase("unpack")
         extracted = workdir / "extracted"
         extracted.mkdir()
-        extract_zip(archive, extracted, max_bytes=self.options.max_model_bytes, workers=self.options.transfer_concurrency)
-        archive.unlink()
+        try:
+            transferred = self._unpack(download, plan, extracted, workdir / "members")
+        finally:
+            download.close()
         model_dir = find_model_root(extracted, what=f"the zip from {plan.location}")
         return FetchedModel(model_dir=model_dir, bytes_transferred=transferred)
+
+    def _unpack(self, download: HttpDownload, plan: ModelPlan[HttpsTarget], extracted: Path, temp_dir: Path) -> int:
+        """Unpack the zip into ``extracted`` as it arrives; return the bytes received.
+
+        A server that accepts ranges gets the central directory read from the archive's tail and the
+        members' ranges read in parallel; any other server, or a sha256 to check over the whole body,
+        gets the body read once through a sequential zip reader. Neither keeps a copy of the archive.
+        """
+        resource, response = download.open()
+        max_bytes = self.options.max_model_bytes
+        if resource.size is not None and resource.size <= TAIL_BYTES and plan.spec.sha256 is None:
+            tail: bytes | None = b"".join(download.body(resource, response))  # small: the whole zip in memory
+        elif resource.accepts_ranges and resource.size and plan.spec.sha256 is None:
+            response.close()
+            tail = download.read_tail(resource, max(0, resource.size - TAIL_BYTES))
+        else:
+            tail = None
+        if tail is not None:
+            assert resource.size is not None
+            return unpack_ranged(resource.size, lambda first, end: download.read_range(resource, first, end),
+                                 extracted, temp_dir, max_bytes=max_bytes, where=plan.location,
+                                 concurrency=self.options.transfer_concurrency, tail=tail,
+                                 check=download.check_deadline).bytes_read
+        if resource.accepts_ranges and resource.size and plan.spec.sha256 is None:
+            get_logger().info("model=%s event=single-stream detail=the server advertises ranges but sent the whole "
+                              "file for one; reading the zip in one stream", plan.spec.name)
+            resource, response = download.open()
+        digest = hashlib.sha256() if plan.spec.sha256 is not None else None
+        chunks = download.body(resource, response)
+        received = unpack_sequential(_hashed(chunks, digest), extracted, temp_dir, max_bytes=max_bytes).bytes_read
+        if digest is not None and digest.hexdigest() != plan.spec.sha256:
+            raise DownloadError(f"{plan.location}: the sha256 of the download does not match the model spec")
+        return received
 
     def _secret(self, plan: ModelPlan[HttpsTarget]) -> SecretValue | None:
         if plan.secret is None:
@@ -116,12 +144,11 @@ def _status_error(response: requests.Response, url: str, plan: ModelPlan[HttpsTa
     return DownloadError(f"{where}: HTTP {status} {response.reason}")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(1024 * 1024):
+def _hashed(chunks: Iterator[bytes], digest: "hashlib._Hash | None") -> Iterator[bytes]:
+    for chunk in chunks:
+        if digest is not None:
             digest.update(chunk)
-    return digest.hexdigest()
+        yield chunk
 
 
 Source = HttpsSource
