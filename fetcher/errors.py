@@ -46,6 +46,10 @@ class ArchiveError(FetcherError):
     """An archive is corrupt, hostile or too large."""
 
 
+class IntegrityError(FetcherError):
+    """Fetched bytes are not what the source says they are (a checksum, a digest, a CRC or a size)."""
+
+
 class ModelLayoutError(FetcherError):
     """The fetched content is not exactly one Triton model."""
 

@@ -27,6 +27,7 @@ from fetcher.errors import DownloadError, TooLargeError, os_reason
 from fetcher.lease.uri import redact_url
 from fetcher.sources.parallel_download import ParallelDownload, RemoteFile, RetryableTransferError
 from fetcher.sources.parallel_download import TransferSettings as PartSettings
+from fetcher.sources.resume_journal import TransferJournal
 
 MAX_REDIRECTS = 5
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -94,19 +95,24 @@ class HttpDownload:
         self.settings = settings
         self.describe_status = describe_status
         self.session = make_session(settings.concurrency)
+        self.resource: Resource | None = None  # what the first response of fetch_to said
 
     def close(self) -> None:
         self.session.close()
 
-    def fetch_to(self, target: str) -> int:
-        """Download into ``target``; return the bytes received. The file is complete when it returns."""
-        response = self._open(self.start_url, first_byte=0, validator=None)
-        resource = Resource(
-            url=response.url,
-            size=_content_length(response),
-            accepts_ranges=response.headers.get("Accept-Ranges", "").lower() == "bytes",
-            validator=response.headers.get("ETag") or response.headers.get("Last-Modified"),
-        )
+    def fetch_to(self, target: str, journal: TransferJournal | None = None) -> int:
+        """Download into ``target``; return the bytes received. The file is complete when it returns.
+
+        With a ``journal`` (the model's resumable work folder), a large file's parts are recorded as
+        they are written, and a later call resumes them: its first request asks for one byte with
+        ``If-Range`` on the validator recorded by the earlier run, so a changed file is seen at once.
+        """
+        recorded = journal.previous().get(Path(target).name) if journal is not None else None
+        if recorded is not None and recorded.validator is not None:
+            response = self._open(self.start_url, first_byte=0, last_byte=0, validator=recorded.validator)
+        else:
+            response = self._open(self.start_url, first_byte=0, validator=None)
+        resource = self.resource = self.describe(response)
         if resource.size is not None and resource.size > self.settings.max_bytes:
             response.close()
             raise self._too_large()
@@ -115,12 +121,31 @@ class HttpDownload:
         if parallel:
             response.close()
             assert resource.size is not None
-            return self._fetch_parts(resource, target)
+            return self._fetch_parts(resource, target, journal)
+        if response.status_code == 206:  # the one-byte probe of a resume: now the whole (small) file
+            response.close()
+            response = self._open(resource.url, first_byte=0, validator=None)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             return self._fetch_stream(fd, resource, response)
         finally:
             os.close(fd)
+
+    def describe(self, response: requests.Response) -> Resource:
+        """What a first response (a whole body, or a range) says about the file."""
+        return Resource(
+            url=response.url,
+            size=_content_length(response),
+            accepts_ranges=(response.status_code == 206
+                            or response.headers.get("Accept-Ranges", "").lower() == "bytes"),
+            validator=response.headers.get("ETag") or response.headers.get("Last-Modified"),
+        )
+
+    def probe(self) -> Resource:
+        """What the server says about the file now, for one byte of it (a change check)."""
+        response = self._open(self.start_url, first_byte=0, last_byte=0, validator=None)
+        response.close()  # a server without ranges sends the whole file: it is not read
+        return self.describe(response)
 
     # -- single stream, resumed by Range when it breaks off ------------------------------------
 
@@ -147,14 +172,14 @@ class HttpDownload:
 
     # -- parallel parts written in place -----------------------------------------------------
 
-    def _fetch_parts(self, resource: Resource, target: str) -> int:
+    def _fetch_parts(self, resource: Resource, target: str, journal: TransferJournal | None) -> int:
         assert resource.size is not None
         path = Path(target)
-        remote = RemoteFile(key=path.name, relative=path.name, size=resource.size)
+        remote = RemoteFile(key=path.name, relative=path.name, size=resource.size, validator=resource.validator)
         settings = PartSettings(concurrency=self.settings.concurrency, part_size=self.settings.part_bytes,
                                 multipart_threshold=self.settings.parallel_min_bytes - 1, attempts=RESUME_ATTEMPTS + 1)
         parts = ParallelDownload(lambda _file, start, end: self._read_range(resource, start, end), settings,
-                                 where=redact_url(resource.url), deadline=self.settings.deadline)
+                                 where=redact_url(resource.url), deadline=self.settings.deadline, journal=journal)
         return parts.run((remote,), path.parent, path.parent / f".{path.name}.parts")
 
     def _read_range(self, resource: Resource, start: int, end: int) -> Iterator[bytes]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
@@ -16,12 +17,13 @@ from fetcher.archive.layout import find_model_root
 from fetcher.archive.zip_extract import extract_zip
 from fetcher.credentials.secrets import SecretValue
 from fetcher.credentials.target_uri import choose_secret
-from fetcher.errors import DownloadError, SecretError
+from fetcher.errors import DownloadError, IntegrityError, SecretError
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.uri import redact_url
 from fetcher.lease.values import HttpsRepository, LeaseValues
 from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
-from fetcher.sources.http_transfer import RETRY_STATUSES, HttpDownload, HttpSettings
+from fetcher.sources.http_transfer import RETRY_STATUSES, HttpDownload, HttpSettings, Resource
+from fetcher.sources.resume_journal import TransferJournal
 
 
 @dataclass(frozen=True)
@@ -70,19 +72,42 @@ class HttpsSource:
             concurrency=self.options.transfer_concurrency,
             deadline=time.monotonic() + self.options.model_timeout,
         )
-        download = HttpDownload(plan.target.url, secret, settings, lambda r, url: _status_error(r, url, plan))
+        download = self._download(plan, secret, settings)
         try:
-            transferred = download.fetch_to(str(archive))
+            transferred = download.fetch_to(str(archive), TransferJournal(workdir / "journal"))
+            resource = download.resource
         finally:
             download.close()
         if plan.spec.sha256 is not None and _sha256(archive) != plan.spec.sha256:
-            raise DownloadError(f"{plan.location}: the sha256 of the download does not match the model spec")
+            archive.unlink()
+            raise IntegrityError(f"{plan.location}: the sha256 of the download does not match the model spec",
+                                 hint="the file on the server is not the one the lease pins; nothing was installed")
         extracted = workdir / "extracted"
+        shutil.rmtree(extracted, ignore_errors=True)  # a killed run's half extraction: the archive is whole
         extracted.mkdir()
         extract_zip(archive, extracted, max_bytes=self.options.max_model_bytes, workers=self.options.transfer_concurrency)
         archive.unlink()
         model_dir = find_model_root(extracted, what=f"the zip from {plan.location}")
-        return FetchedModel(model_dir=model_dir, bytes_transferred=transferred)
+        return FetchedModel(model_dir=model_dir, bytes_transferred=transferred,
+                            validators=_validators(resource) if resource is not None else None)
+
+    def validators(self, plan: ModelPlan[HttpsTarget]) -> dict[str, Any] | None:
+        settings = HttpSettings(
+            ca_bundle=self.options.ca_bundle,
+            connect_timeout=self.options.connect_timeout,
+            read_timeout=self.options.read_timeout,
+            max_bytes=self.options.max_model_bytes,
+            concurrency=1,
+            deadline=time.monotonic() + min(self.options.model_timeout, 4 * self.options.read_timeout),
+        )
+        download = self._download(plan, self._secret(plan), settings)
+        try:
+            return _validators(download.probe())
+        finally:
+            download.close()
+
+    def _download(self, plan: ModelPlan[HttpsTarget], secret: SecretValue | None, settings: HttpSettings) -> HttpDownload:
+        return HttpDownload(plan.target.url, secret, settings, lambda r, url: _status_error(r, url, plan))
 
     def _secret(self, plan: ModelPlan[HttpsTarget]) -> SecretValue | None:
         if plan.secret is None:
@@ -111,6 +136,13 @@ def _status_error(response: requests.Response, url: str, plan: ModelPlan[HttpsTa
     if status in RETRY_STATUSES:
         return DownloadError(f"{where}: HTTP {status} {response.reason}, still after retries")
     return DownloadError(f"{where}: HTTP {status} {response.reason}")
+
+
+def _validators(resource: Resource) -> dict[str, Any] | None:
+    """The validator (ETag, else Last-Modified) and size; None when the server gives no validator."""
+    if resource.validator is None:
+        return None
+    return {"validator": resource.validator, "size": resource.size}
 
 
 def _sha256(path: Path) -> str:

@@ -8,6 +8,7 @@ and it is imported only for leases with S3 models.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -22,12 +23,14 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError, TooLargeError, os_reason
+from fetcher.errors import DownloadError, IntegrityError, ModelLayoutError, ResolutionError, TooLargeError, os_reason
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import LeaseValues, S3Repository
 from fetcher.logs import get_logger
 from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
 from fetcher.sources.parallel_download import ParallelDownload, RetryableTransferError, TransferSettings
+from fetcher.sources.resume_journal import TransferJournal
+from fetcher.sources.s3_checks import ObjectChecks
 from fetcher.sources.s3_keys import RemoteFile, check_is_model, model_prefix, select_objects
 
 DEFAULT_SIGNING_REGION = "us-east-1"  # what S3-compatible servers expect when none is given
@@ -159,12 +162,14 @@ class S3Source:
         self.options = options
         self.settings = settings or TransferSettings(concurrency=options.transfer_concurrency)
         self.request_attempts = request_attempts
+        self._checks: ObjectChecks | None = None  # of the model being fetched (one source per model)
 
     def fetch(self, plan: ModelPlan[S3Target], workdir: Path) -> FetchedModel:
         deadline = time.monotonic() + self.options.model_timeout
         target = plan.target
         client = self._client(target)
-        objects = select_objects(self._list(client, target), target.prefix, where=target.where)
+        etags: dict[str, str] = {}
+        objects = select_objects(self._list(client, target, etags), target.prefix, where=target.where)
         if not objects.files:
             raise ModelLayoutError(
                 f"{target.where} holds no objects",
@@ -181,10 +186,23 @@ class S3Source:
         model_dir = workdir / "model"
         for folder in objects.folders:
             (model_dir / folder).mkdir(parents=True, exist_ok=True)
+        files = tuple(dataclasses.replace(f, validator=etags.get(f.key)) for f in objects.files)
+        checks = self._checks = ObjectChecks(client, target)
         download = ParallelDownload(self._reader(client, target), self.settings, where=target.where,
-                                    deadline=deadline)
-        transferred = download.run(objects.files, model_dir, workdir / "partial")
-        return FetchedModel(model_dir=model_dir, bytes_transferred=transferred)
+                                    deadline=deadline, journal=TransferJournal(workdir / "journal"),
+                                    verify=checks.verify)
+        transferred = download.run(files, model_dir, workdir / "partial")
+        get_logger().info("model=%s event=s3-verified %s", plan.spec.name, checks.summary())
+        return FetchedModel(model_dir=model_dir, bytes_transferred=transferred,
+                            validators=_validators(files))
+
+    def validators(self, plan: ModelPlan[S3Target]) -> dict[str, Any] | None:
+        """The listing's ETags and sizes of the model's objects (one LIST, no content)."""
+        target = plan.target
+        client = self._client(target)
+        etags: dict[str, str] = {}
+        objects = select_objects(self._list(client, target, etags), target.prefix, where=target.where)
+        return _validators(tuple(dataclasses.replace(f, validator=etags.get(f.key)) for f in objects.files))
 
     def _client(self, target: S3Target) -> Any:
         bucket = target.bucket
@@ -218,11 +236,14 @@ class S3Source:
         except ValueError as exc:
             raise ResolutionError(f"s3 repository {bucket.repository_name!r}: {exc}") from None
 
-    def _list(self, client: Any, target: S3Target) -> Iterator[tuple[str, int]]:
+    def _list(self, client: Any, target: S3Target, etags: dict[str, str]) -> Iterator[tuple[str, int]]:
+        """The (key, size) of each object under the prefix; their ETags go into ``etags``."""
         paginator = client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=target.bucket.bucket_name, Prefix=target.prefix):
                 for item in page.get("Contents") or []:
+                    if item.get("ETag"):
+                        etags[item["Key"]] = str(item["ETag"])
                     yield item["Key"], int(item.get("Size", 0))
         except botocore_errors.BotoCoreError as exc:
             raise map_error(exc, target, action="listing") from None
@@ -248,17 +269,34 @@ class S3Source:
 
     def _reader(self, client: Any, target: S3Target):
         bucket_name = target.bucket.bucket_name
+        checks = self._checks  # what each whole-object GET says is kept for the check of that object
 
         def read_range(remote: RemoteFile, start: int, end: int) -> Iterator[bytes]:
             request: dict[str, Any] = {"Bucket": bucket_name, "Key": remote.key}
-            if start > 0 or end < remote.size:
+            whole = start == 0 and end >= remote.size
+            if whole:
+                request["ChecksumMode"] = "ENABLED"  # the object's checksum comes with it, when it has one
+            else:
                 request["Range"] = f"bytes={start}-{end - 1}"
+            if remote.validator:
+                request["IfMatch"] = remote.validator  # never bytes of another version of the object
             try:
-                body = client.get_object(**request)["Body"]
+                response = client.get_object(**request)
             except (botocore_errors.BotoCoreError, botocore_errors.ClientError) as exc:
+                if _code(exc) in ("PreconditionFailed", "412"):
+                    raise DownloadError(
+                        f"{target.where}: {remote.key!r} changed during the download (its ETag is not "
+                        f"{remote.validator} any more)",
+                        hint="the next try fetches the new version from the start") from None
                 raise map_error(exc, target, action=f"downloading {remote.key!r}") from None
+            if whole and checks is not None:
+                checks.seen(remote.key, response)
+            body = response["Body"]
             try:
                 yield from body.iter_chunks(READ_SIZE)
+            except botocore_errors.FlexibleChecksumError:
+                raise IntegrityError(f"{target.where}: {remote.key!r} does not match the checksum S3 "
+                                     "gives for it", hint="nothing was installed") from None
             except (
                 botocore_errors.ResponseStreamingError,
                 botocore_errors.IncompleteReadError,
@@ -325,6 +363,17 @@ def map_error(exc: Exception, target: S3Target, *, action: str) -> DownloadError
     if isinstance(exc, botocore_errors.NoCredentialsError):
         return DownloadError(f"{where}: {action}: no AWS credentials found")
     return DownloadError(f"{where}: {action} failed: {type(exc).__name__}")
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, botocore_errors.ClientError):
+        return str((exc.response.get("Error") or {}).get("Code") or "")
+    return ""
+
+
+def _validators(files: tuple[RemoteFile, ...]) -> dict[str, Any]:
+    """The ETag and size of every object, by key: what a later listing is compared with."""
+    return {"objects": {f.key: [f.validator, f.size] for f in files}}
 
 
 def _status_text(code: str, status: int) -> str:

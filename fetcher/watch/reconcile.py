@@ -6,7 +6,9 @@
   If Triton refuses it, the swap is undone: the folder that was serving comes back, Triton keeps
   serving the model it had (a failed reload leaves the loaded model in place) and the failure is
   reported. A failed fetch never touches the repository root;
-- an unchanged model (same plan, files all there) is left alone.
+- an unchanged model (same plan, files all there, the same validators at the source) is left
+  alone; a model whose content changed at the same URI (another ETag, Last-Modified or S3
+  listing) is fetched again and reloaded like a changed plan.
 
 The manifest beside the root records what is installed; in sidecar mode that is also what Triton
 has loaded once it runs.
@@ -21,8 +23,8 @@ from pathlib import Path
 from fetcher.errors import FetcherError, InstallError
 from fetcher.logs import get_logger
 from fetcher.repository.install import Repository
-from fetcher.repository.manifest import MANIFEST_NAME, Manifest, plan_fingerprint
-from fetcher.runner import install_model
+from fetcher.repository.manifest import MANIFEST_NAME, Manifest
+from fetcher.runner import changed_at_source, clear_stale_resumes, install_model, is_installed
 from fetcher.sources.base import FetchOptions, ModelPlan
 from fetcher.watch.triton_client import TritonClient
 
@@ -62,10 +64,12 @@ class Reconciler:
                 self.log.error("model=%s event=failed action=remove error=%s", name, exc)
                 result.failures[name] = str(exc)
 
+        clear_stale_resumes(plans, self.repository, self.options)
         pending: list[ModelPlan] = []
         for plan in plans:
             name = plan.spec.name
-            if self.manifest.is_current(name, plan_fingerprint(plan, self.options.volume_mode), self.repository.root / name):
+            if (is_installed(plan, self.repository, self.options, self.manifest)
+                    and not changed_at_source(plan, self.options, self.manifest)):
                 result.unchanged.append(name)
             else:
                 pending.append(plan)
@@ -79,6 +83,12 @@ class Reconciler:
                 else:
                     result.failures[plan.spec.name] = error
         return result
+
+    def changed_at_source(self, plans: list[ModelPlan]) -> list[str]:
+        """The installed models whose source says their content changed (the poll's change check)."""
+        return [plan.spec.name for plan in plans
+                if is_installed(plan, self.repository, self.options, self.manifest)
+                and changed_at_source(plan, self.options, self.manifest)]
 
     def _remove(self, name: str, load: bool) -> None:
         if load:
