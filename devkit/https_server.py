@@ -21,6 +21,7 @@ from devkit.threaded_server import QuietThreadingServer, running
 class RecordedRequest:
     path: str
     headers: dict[str, str]
+    query: str = ""
 
 
 @dataclass
@@ -41,6 +42,7 @@ class ServerState:
     redirects: dict[str, str] = field(default_factory=dict)  # path -> Location
     faults: dict[str, "Fault"] = field(default_factory=dict)  # path -> fault to inject
     accept_ranges: bool = True
+    ignore_ranges: bool = False  # advertise Accept-Ranges, yet answer every Range with 200 and the whole file
     etag: str | None = '"v1"'
     requests: list[RecordedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -65,9 +67,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         state = self.server.state
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         with state.lock:
-            state.requests.append(RecordedRequest(path=path, headers=dict(self.headers.items())))
+            state.requests.append(RecordedRequest(path=path, headers=dict(self.headers.items()), query=query))
         if path in state.redirects:
             self._reply(302, b"", {"Location": state.redirects[path]})
             return
@@ -92,7 +94,8 @@ class _Handler(BaseHTTPRequestHandler):
         status = 200
         requested = self.headers.get("Range")
         if_range = self.headers.get("If-Range")
-        if requested and state.accept_ranges and (if_range is None or if_range == state.etag):
+        honoured = state.accept_ranges and not state.ignore_ranges
+        if requested and honoured and (if_range is None or if_range == state.etag):
             first, _, last = requested.removeprefix("bytes=").partition("-")
             start = int(first)
             end = int(last) + 1 if last else size

@@ -79,12 +79,14 @@ def make_name_agree(model_dir: Path, name: str) -> str | None:
     if not config.is_file():
         return None
     try:
-        text = config.read_text(encoding="utf-8")
+        # Bytes, not read_text: universal newlines would turn CRLF into LF on the way back.
+        text = config.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise ModelLayoutError("config.pbtxt is not UTF-8 text") from None
     span = _top_level_name_span(text)
     if span is None or span[2] == name:
         return None
     start, end, old = span
-    config.write_text(text[:start] + f'"{name}"' + text[end:], encoding="utf-8")
+    quote = text[start]  # the value keeps its quote character
+    config.write_bytes((text[:start] + quote + name + quote + text[end:]).encode("utf-8"))
     return old

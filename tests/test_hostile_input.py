@@ -123,3 +123,25 @@ def test_secret_values_never_appear_in_any_output(tmp_path: Path, https_server, 
     assert "HTTP 401" in everything and "pull" in everything
     assert "never-print-me" not in everything
     assert [r.headers.get("Authorization") for r in https_server.state.requests if r.path == "/my_model.zip"] == [TOKEN]
+
+
+@settings(max_examples=300, deadline=None)
+@given(segments=st.lists(st.sampled_from(["", ".", "..", "a", "b..c", "d\\e", " f", "\u00e9"]), min_size=1, max_size=8))
+def test_property_s3_keys_stay_inside_or_are_refused(segments: list[str]) -> None:
+    from fetcher.sources.s3_keys import key_path
+
+    rest = "/".join(segments)
+    depth, escapes = 0, False
+    for segment in segments:
+        if segment == "..":
+            escapes = escapes or depth == 0
+            depth = max(depth - 1, 0)
+        elif segment not in ("", "."):
+            depth += 1
+    try:
+        path = key_path(rest, "m/" + rest, "s3://b/m/")
+    except ModelLayoutError as exc:
+        assert escapes and "climbs out of the model folder" in str(exc)
+        return
+    assert not escapes
+    assert all(part not in ("", ".", "..") for part in path) and len(path) == depth

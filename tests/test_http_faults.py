@@ -153,6 +153,34 @@ def test_a_broken_part_is_resumed_from_where_it_stopped(tmp_path: Path, big_file
     assert (tmp_path / "out").read_bytes() == big_file.read_bytes()
 
 
+def test_a_server_that_advertises_ranges_but_ignores_them_gets_one_stream(tmp_path: Path, big_file: Path) -> None:
+    with serve_files(big_file.parent) as server:
+        server.state.ignore_ranges = True  # Accept-Ranges: bytes, yet 200 and the whole file for a Range
+        assert download(server.url("weights.zip"), tmp_path / "out", parallel_min_bytes=1, part_bytes=1 << 20) == SIZE
+        ranges = [r.headers.get("Range") for r in server.requests_for("/weights.zip")]
+    assert (tmp_path / "out").read_bytes() == big_file.read_bytes()
+    assert ranges[0] is None and ranges[-1] is None and any(ranges[1:-1])  # probe, parts tried, one stream
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "site"]  # the parts' folder is gone
+
+
+def test_a_file_that_changes_between_parts_is_reported_as_changed(tmp_path: Path, big_file: Path) -> None:
+    import fetcher.sources.http_transfer as transfer_module
+
+    original = transfer_module.HttpDownload._fetch_parts
+    with serve_files(big_file.parent) as server:
+        def fetch_parts(self, resource, target):
+            server.state.etag = '"v2"'  # the file is replaced after the first response
+            return original(self, resource, target)
+
+        transfer_module.HttpDownload._fetch_parts = fetch_parts
+        try:
+            with pytest.raises(DownloadError, match=r'the file changed during the download \(its validator went '
+                                                    r'from "v1" to "v2"\)'):
+                download(server.url("weights.zip"), tmp_path / "out", parallel_min_bytes=1, part_bytes=1 << 20)
+        finally:
+            transfer_module.HttpDownload._fetch_parts = original
+
+
 def test_a_refused_connection_says_so(tmp_path: Path) -> None:
     from devkit.ports import free_port
 

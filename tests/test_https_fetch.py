@@ -266,3 +266,23 @@ def test_reference_example_served_by_python_http_server(tmp_path: Path, site: Pa
         server.wait(timeout=10)
     assert completed.returncode == 0, completed.stderr
     assert sorted(p.name for p in (tmp_path / "repo" / "my_model").iterdir()) == ["1", "config.pbtxt"]
+
+
+def test_a_100_mib_model_from_a_server_that_ignores_ranges_installs_with_default_settings(
+        tmp_path: Path, http_server, cli) -> None:
+    import hashlib
+    import zipfile
+
+    weights = os.urandom(1024 * 1024) * 100  # 100 MiB: over the default parallel threshold (64 MiB)
+    with zipfile.ZipFile(http_server.state.root / "big.zip", "w") as zf:  # stored: the zip is as large as the model
+        for name, content in model_files("big").items():
+            zf.writestr(name, content)
+        zf.writestr("1/weights.bin", weights)
+    http_server.state.ignore_ranges = True  # Accept-Ranges: bytes, but 200 and the whole file for any Range
+    result = cli("fetch", "--dest", tmp_path / "repository", "--termination-log", tmp_path / "termination",
+                 "--model", f"name=big,uri={http_server.url('big.zip')}")
+    assert result.status == 0, result.stderr
+    installed = tmp_path / "repository" / "big" / "1" / "weights.bin"
+    assert hashlib.sha256(installed.read_bytes()).digest() == hashlib.sha256(weights).digest()
+    assert "event=single-stream" in result.stderr and "changed during the download" not in result.stderr
+    assert any(r.headers.get("Range") for r in http_server.requests_for("/big.zip"))  # parts were tried first

@@ -26,7 +26,7 @@ def test_top_level_name_after_nested_blocks(tmp_path: Path) -> None:
     text = 'input [ { name: "INPUT0" } ]\nname: \'inner\'\n'
     (tmp_path / "config.pbtxt").write_text(text)
     assert make_name_agree(tmp_path, "outer") == "inner"
-    assert (tmp_path / "config.pbtxt").read_text() == 'input [ { name: "INPUT0" } ]\nname: "outer"\n'
+    assert (tmp_path / "config.pbtxt").read_text() == 'input [ { name: "INPUT0" } ]\nname: \'outer\'\n'
 
 
 def test_agreeing_or_absent_names_leave_the_file_untouched(tmp_path: Path) -> None:
@@ -35,3 +35,12 @@ def test_agreeing_or_absent_names_leave_the_file_untouched(tmp_path: Path) -> No
     (tmp_path / "config.pbtxt").write_text('backend: "python"\ninput [ { name: "x" } ]\n')
     assert make_name_agree(tmp_path, "other") is None
     assert (tmp_path / "config.pbtxt").read_text() == 'backend: "python"\ninput [ { name: "x" } ]\n'
+
+
+def test_line_endings_bom_comments_and_everything_else_stay_byte_for_byte(tmp_path: Path) -> None:
+    # As Notepad on Windows saves a file: UTF-8 with a byte order mark and CRLF line endings.
+    original = ("\ufeff" + CONFIG.replace("\n", "\r\n") + "# trailing comment, no newline").encode("utf-8")
+    (tmp_path / "config.pbtxt").write_bytes(original)
+    assert make_name_agree(tmp_path, "my_model") == "resnet"
+    assert (tmp_path / "config.pbtxt").read_bytes() == original.replace(b'name: "resnet"', b'name: "my_model"')
+    assert configured_name(tmp_path / "config.pbtxt") == "my_model"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -349,15 +350,75 @@ def test_an_empty_prefix_names_bucket_prefix_and_neighbours(moto: S3Endpoint, tm
     assert "my_model/" in error  # the folders beside it
 
 
-@pytest.mark.parametrize("hostile", ["evil/../x", "evil/1/../../../etc/cron.d/x", "evil//etc/passwd"])
-def test_keys_that_would_escape_the_model_folder_are_refused(moto: S3Endpoint, tmp_path: Path, hostile: str) -> None:
+@pytest.mark.parametrize(("hostile", "reason"), [
+    ("evil/../x", "its '..' climbs out of the model folder"),
+    ("evil/1/../../../etc/cron.d/x", "its '..' climbs out of the model folder"),
+    ("evil/1/../..//x", "its '..' climbs out of the model folder"),
+    ("evil/.", "it names the model folder itself, not a file"),
+    ("evil/" + "x" * 256, "longer than the 255 bytes a file name may have"),
+])
+def test_keys_that_would_escape_the_model_folder_are_refused(moto: S3Endpoint, tmp_path: Path, hostile: str,
+                                                             reason: str) -> None:
     bucket = "hostile-" + hashlib.sha256(hostile.encode()).hexdigest()[:8]
     put_objects(moto.client(), bucket, {**prefixed("evil", model_files("evil")), hostile: b"owned"})
+    assert hostile in listed_keys(moto, bucket)  # the server kept the key as written
     run = run_fetch(s3_values(moto_repo(moto, bucket, tmp_path)), ["name=evil,uri=model://repo0/evil"], tmp_path)
     error = run.result("evil").error or ""
-    assert f"refusing object key {hostile!r}" in error
+    assert f"refusing object key {hostile[:80]!r}" in error and reason in error
     assert not (run.dest / "evil").exists()
-    assert not list(tmp_path.rglob("x")) and not list(tmp_path.rglob("passwd"))
+    assert not list(tmp_path.rglob("x"))
+
+
+# Keys that `aws s3 cp --recursive` (awscli 1.45) downloads without a warning, and where it puts them.
+AWS_LAYOUT_KEYS = {
+    "odd/": b"",  # the console's folder marker of the model folder itself
+    "odd/config.pbtxt": b'name: "odd"\n',
+    "odd//1/model.py": b"double slash",  # the console's "folder" named "" under odd/
+    "odd/./1/dot.py": b"dot segment",
+    "odd/1/a..b.bin": b"dots inside a name",
+    "odd/1/with space \u00e9\u6a21\u578b.txt": b"spaces and unicode",
+    "odd/1/back\\slash.txt": b"a backslash is an ordinary character on Linux",
+    "odd/1/x/../up.txt": b"'..' that stays inside",
+    "odd/2/": b"",  # an empty version folder
+    "odd/3/": b"",
+    "odd/3/kept.txt": b"marker and file",
+}
+AWS_LAYOUT_TREE = {
+    "config.pbtxt": b'name: "odd"\n',
+    "1/model.py": b"double slash",
+    "1/dot.py": b"dot segment",
+    "1/a..b.bin": b"dots inside a name",
+    "1/with space \u00e9\u6a21\u578b.txt": b"spaces and unicode",
+    "1/back\\slash.txt": b"a backslash is an ordinary character on Linux",
+    "1/up.txt": b"'..' that stays inside",
+    "3/kept.txt": b"marker and file",
+}
+
+
+def listed_keys(endpoint: S3Endpoint, bucket: str) -> set[str]:
+    return {o["Key"] for o in endpoint.client().list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+def test_keys_are_laid_out_as_aws_s3_cp_lays_them_out(moto: S3Endpoint, tmp_path: Path) -> None:
+    put_objects(moto.client(), "aws-layout", AWS_LAYOUT_KEYS)
+    assert listed_keys(moto, "aws-layout") == set(AWS_LAYOUT_KEYS)  # the server kept every key as written
+    run = run_fetch(s3_values(moto_repo(moto, "aws-layout", tmp_path)), ["name=odd,uri=model://repo0/odd"], tmp_path)
+    assert run.result("odd").ok, run.results
+    assert tree(run.dest / "odd") == AWS_LAYOUT_TREE
+    assert (run.dest / "odd" / "2").is_dir()  # markers keep empty version folders
+
+
+@pytest.mark.skipif(shutil.which("aws") is None, reason="the aws command line is not installed")
+def test_the_layout_is_the_one_aws_s3_cp_makes(moto: S3Endpoint, tmp_path: Path) -> None:
+    put_objects(moto.client(), "aws-compare", AWS_LAYOUT_KEYS)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "moto-access-key", "AWS_SECRET_ACCESS_KEY": "moto-secret-key",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    copied = subprocess.run(["aws", "s3", "cp", "--recursive", "--only-show-errors", "--endpoint-url", moto.url,
+                             "s3://aws-compare/odd/", str(tmp_path / "aws")], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert copied.returncode == 0 and copied.stderr == "", copied.stderr
+    assert tree(tmp_path / "aws") == AWS_LAYOUT_TREE
 
 
 def test_a_prefix_that_holds_models_rather_than_a_model_says_so(moto: S3Endpoint, tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ from fetcher.errors import ModelSpecError
 
 REPOSITORY_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")  # to the next white space: quotes hide nothing
+HIDDEN = "***"
 
 
 @dataclass(frozen=True)
@@ -25,10 +27,35 @@ class ModelUri:
     def is_http(self) -> bool:
         return self.scheme in ("http", "https")
 
+    @property
+    def shown(self) -> str:
+        """The URI fit to print: query values (a presigned signature, a token) hidden."""
+        return redact_url(self.text)
+
 
 def redact_url(text: str) -> str:
-    """The URL (or any text holding URLs) with every ``user:password@`` part replaced, fit to print."""
-    return _USERINFO.sub(r"\g<scheme>***@", text)
+    """The URL (or any text holding URLs) fit to print: userinfo, every query value and the fragment hidden.
+
+    A presigned URL (``X-Amz-Signature=``, ``sig=``, ``token=``...) is a credential until it
+    expires, so no query value is ever printed; the parameter names stay, to tell URLs apart.
+    """
+    return _URL_IN_TEXT.sub(lambda match: _redact_one(match.group()), text)
+
+
+def _redact_one(url: str) -> str:
+    url = _USERINFO.sub(rf"\g<scheme>{HIDDEN}@", url)
+    base, has_fragment, _fragment = url.partition("#")
+    base, has_query, query = base.partition("?")
+    if has_query:
+        base += "?" + "&".join(_hide_value(item) for item in query.split("&"))
+    return base + (f"#{HIDDEN}" if has_fragment else "")
+
+
+def _hide_value(item: str) -> str:
+    name, has_value, _value = item.partition("=")
+    if has_value:
+        return f"{name}={HIDDEN}"
+    return HIDDEN if item else item  # a bare item may be the token itself
 
 
 def parse_model_uri(text: str, *, model: str) -> ModelUri:
@@ -61,9 +88,9 @@ def _check_http(parts: SplitResult, text: str, model: str) -> None:
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise ModelSpecError(f"model {model!r}: the uri {text!r} has an invalid port") from None
+        raise ModelSpecError(f"model {model!r}: the uri {redact_url(text)!r} has an invalid port") from None
     if not host:
-        raise ModelSpecError(f"model {model!r}: the uri {text!r} has no host")
+        raise ModelSpecError(f"model {model!r}: the uri {redact_url(text)!r} has no host")
 
 
 def _split_model_path(parts: SplitResult, text: str, model: str) -> tuple[str, str]:

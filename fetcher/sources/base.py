@@ -67,7 +67,7 @@ class ModelPlan(Generic[T]):
     def explain(self) -> dict[str, str | None]:
         return {
             "name": self.spec.name,
-            "uri": self.spec.uri.text,
+            "uri": self.spec.uri.shown,
             "source": self.source,
             "repository": self.repository,
             "location": self.location,

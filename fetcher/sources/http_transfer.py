@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from fetcher.credentials.secrets import SecretValue
 from fetcher.buffers import READ_SIZE
 from fetcher.errors import DownloadError, TooLargeError, os_reason
 from fetcher.lease.uri import redact_url
+from fetcher.logs import get_logger
 from fetcher.sources.parallel_download import ParallelDownload, RemoteFile, RetryableTransferError
 from fetcher.sources.parallel_download import TransferSettings as PartSettings
 from fetcher.sources.resume_journal import TransferJournal
@@ -180,13 +182,33 @@ class HttpDownload:
                                 multipart_threshold=self.settings.parallel_min_bytes - 1, attempts=RESUME_ATTEMPTS + 1)
         parts = ParallelDownload(lambda _file, start, end: self._read_range(resource, start, end), settings,
                                  where=redact_url(resource.url), deadline=self.settings.deadline, journal=journal)
-        return parts.run((remote,), path.parent, path.parent / f".{path.name}.parts")
+        temp_dir = path.parent / f".{path.name}.parts"
+        try:
+            return parts.run((remote,), path.parent, temp_dir)
+        except _RangesIgnored:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        get_logger().info("event=single-stream location=%s detail=the server advertises ranges but sent the whole "
+                          "file for one; fetching it in one stream", redact_url(resource.url))
+        single = Resource(url=resource.url, size=resource.size, accepts_ranges=False, validator=resource.validator)
+        response = self._open(resource.url, first_byte=0, validator=None)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            return self._fetch_stream(fd, single, response)
+        finally:
+            os.close(fd)
 
     def _read_range(self, resource: Resource, start: int, end: int) -> Iterator[bytes]:
         response = self._open(resource.url, first_byte=start, validator=resource.validator, last_byte=end - 1)
         with response:
             if response.status_code != 206:
-                raise DownloadError(f"{redact_url(resource.url)}: the file changed during the download (no 206 for a range)")
+                # A 200 is legal: either If-Range saw a new validator (the file changed), or the server
+                # ignores ranges although it advertised them (some CDNs and proxies do).
+                validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+                if resource.validator is not None and validator is not None and validator != resource.validator:
+                    raise DownloadError(f"{redact_url(resource.url)}: the file changed during the download "
+                                        f"(its validator went from {resource.validator} to {validator})",
+                                        hint="try again once the file on the server is complete")
+                raise _RangesIgnored()
             try:
                 while chunk := response.raw.read1(READ_SIZE):
                     yield chunk
@@ -279,6 +301,10 @@ class HttpDownload:
         if time.monotonic() + delay > self.settings.deadline:
             self._check_deadline()
         time.sleep(delay)
+
+
+class _RangesIgnored(Exception):
+    """A range request was answered with the whole, unchanged file."""
 
 
 class _Interrupted(Exception):

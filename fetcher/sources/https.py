@@ -42,7 +42,7 @@ def plan(spec: ModelSpec, _repository: None, lease: LeaseValues, _options: Fetch
     return ModelPlan(
         spec=spec,
         target=HttpsTarget(url=spec.uri.text, entry=choice.entry),
-        location=redact_url(spec.uri.text),
+        location=spec.uri.shown,
         secret=choice.secret_name,
         reason=choice.reason,
     )

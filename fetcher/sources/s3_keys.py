@@ -1,7 +1,10 @@
 """Turning the object keys under a model's S3 prefix into files of a model folder, safely.
 
-Kept apart from the S3 client so it stays pure and cheap to test: a key becomes a relative path
-only if it cannot leave the model folder, and the set of paths must form a plain tree.
+Kept apart from the S3 client so it stays pure and cheap to test. Keys are laid out as
+``aws s3 cp --recursive`` lays them out on Linux: empty and ``.`` segments vanish (``a//b``,
+``./x``), a ``..`` segment climbs one folder, a backslash is an ordinary character, keys ending in
+``/`` are folder markers. Only a key that would climb out of the model folder, or that no file
+name can hold, is refused; the set of paths must form a plain tree.
 """
 
 from __future__ import annotations
@@ -9,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from fetcher.archive.zip_extract import is_junk, safe_member_path
-from fetcher.errors import ArchiveError, ModelLayoutError
+from fetcher.archive.zip_extract import MAX_SEGMENT_BYTES, is_junk
+from fetcher.errors import ModelLayoutError
 from fetcher.model_folder import NOT_A_MODEL, is_model
 from fetcher.sources.parallel_download import RemoteFile
 
@@ -43,27 +46,50 @@ def select_objects(listing: Iterable[tuple[str, int]], prefix: str, *, where: st
         rest = key[len(prefix):]
         if not rest or is_junk(rest):
             continue
-        segments = _segments(rest, key, where)
-        relative = "/".join(segments)
-        if relative in seen and seen[relative] != key:
-            raise ModelLayoutError(f"{where}: keys {seen[relative]!r} and {key!r} name the same file")
-        seen[relative] = key
+        relative = "/".join(key_path(rest, key, where))
         if key.endswith("/"):
-            folders.add(relative)
-        else:
-            files.append(RemoteFile(key=key, relative=relative, size=int(size)))
+            if relative:  # a marker of the model folder itself adds nothing
+                folders.add(relative)
+            continue
+        if not relative:
+            raise ModelLayoutError(f"{where}: refusing object key {key!r}: it names the model folder itself, not a file")
+        if relative in seen:
+            raise ModelLayoutError(f"{where}: keys {seen[relative]!r} and {key!r} name the same file {relative!r}")
+        seen[relative] = key
+        files.append(RemoteFile(key=key, relative=relative, size=int(size)))
     _check_tree(files, where)
-    return ModelObjects(files=tuple(sorted(files, key=lambda f: f.relative)), folders=tuple(sorted(folders)))
+    # A folder marker that clashes with a file is dropped, as `aws s3 cp` skips markers altogether.
+    kept = {f for f in folders if not any(p in seen for p in _ancestors_and_self(f))}
+    return ModelObjects(files=tuple(sorted(files, key=lambda f: f.relative)), folders=tuple(sorted(kept)))
 
 
-def _segments(rest: str, key: str, where: str) -> tuple[str, ...]:
-    try:
-        return safe_member_path(rest)
-    except ArchiveError as exc:
-        raise ModelLayoutError(
-            f"{where}: refusing object key {key!r}: it would be written outside the model folder or is not a plain "
-            f"path ({exc.message})"
-        ) from None
+def key_path(rest: str, key: str, where: str) -> tuple[str, ...]:
+    """The segments of the path below the model folder that ``rest`` (the key after the prefix) names."""
+    if "\x00" in rest:
+        raise ModelLayoutError(f"{where}: refusing object key {key!r}: a file name cannot hold a NUL character")
+    segments: list[str] = []
+    for segment in rest.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not segments:
+                raise ModelLayoutError(
+                    f"{where}: refusing object key {key!r}: its '..' climbs out of the model folder"
+                )
+            segments.pop()
+            continue
+        if len(segment.encode("utf-8", "surrogateescape")) > MAX_SEGMENT_BYTES:
+            raise ModelLayoutError(
+                f"{where}: refusing object key {key[:80]!r}...: a segment is longer than the {MAX_SEGMENT_BYTES} "
+                f"bytes a file name may have"
+            )
+        segments.append(segment)
+    return tuple(segments)
+
+
+def _ancestors_and_self(relative: str) -> list[str]:
+    parts = relative.split("/")
+    return ["/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
 
 
 def _check_tree(files: list[RemoteFile], where: str) -> None:
