@@ -42,6 +42,17 @@ class DownloadError(FetcherError):
     """A transfer failed (network, HTTP status, TLS, S3)."""
 
 
+class WriteError(DownloadError):
+    """Fetched bytes could not be written here (a full volume, say): not the source's fault, and
+    no reason to keep a half-done download that takes the room others need."""
+
+    @classmethod
+    def of(cls, what: str, exc: OSError) -> WriteError:
+        full = exc.errno == 28  # ENOSPC
+        return cls(f"{what}: {exc.strerror}",
+                   hint="is the model repository's volume (emptyDir) large enough?" if full else None)
+
+
 class ArchiveError(FetcherError):
     """An archive is corrupt, hostile or too large."""
 

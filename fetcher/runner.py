@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from fetcher.errors import DownloadError, FetcherError, IntegrityError, TooLargeError
+from fetcher.errors import DownloadError, FetcherError, IntegrityError, TooLargeError, WriteError
 from fetcher.logs import get_logger, human_rate
 from fetcher.plan import source_for
 from fetcher.repository.digests import check_file_digests
@@ -72,8 +72,8 @@ def clear_stale_resumes(plans: list[ModelPlan], repository: Repository, options:
 
 def _resumable(exc: BaseException) -> bool:
     """A transfer that broke off keeps its work folder for the next try; anything else (content
-    refused, a checksum, a size limit, a fault) clears it."""
-    return isinstance(exc, DownloadError) and not isinstance(exc, (TooLargeError, IntegrityError))
+    refused, a checksum, a size limit, a full volume, a fault) clears it."""
+    return isinstance(exc, DownloadError) and not isinstance(exc, (TooLargeError, IntegrityError, WriteError))
 
 
 def install_model(plan: ModelPlan, repository: Repository, options: FetchOptions, manifest: Manifest, *,

@@ -11,6 +11,8 @@ Refused: absolute names, '..' segments, other backslashes, NUL, links and other 
 duplicate names, compression methods Python's zipfile cannot read, and archives whose
 uncompressed size (declared or actual) passes the limit. Archive junk (``__MACOSX/``,
 ``.DS_Store``, AppleDouble ``._*`` files, the ``META-INF/MANIFEST.MF`` that ``jar`` adds) is skipped.
+Every member is checked against its archive's records: its CRC-32 (zipfile computes it as the
+member is read to the end) and its size.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import ArchiveError, TooLargeError
+from fetcher.errors import ArchiveError, IntegrityError, TooLargeError
 
 RATIO_CHECK_MIN = 1024 * 1024  # smaller members cannot make a bomb worth refusing
 SUPPORTED_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "Deflate", zipfile.ZIP_BZIP2: "BZIP2",
@@ -244,8 +246,12 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Pat
             while True:
                 try:
                     chunk = source.read(READ_SIZE)
-                except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
-                        RuntimeError) as exc:
+                except zipfile.BadZipFile as exc:
+                    if "CRC" in str(exc):  # zipfile compares the CRC-32 of every member it reads to the end
+                        raise IntegrityError(f"entry {info.filename!r} does not match the CRC-32 its archive records "
+                                             f"({info.CRC:08x})", hint="the zip is damaged; nothing was installed") from None
+                    raise ArchiveError(f"entry {info.filename!r} is corrupt or truncated: {_reason(exc)}") from None
+                except (zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
                     raise ArchiveError(f"entry {info.filename!r} is corrupt or truncated: {_reason(exc)}") from None
                 if not chunk:
                     break
@@ -253,6 +259,9 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Pat
                 if written > info.file_size:
                     raise ArchiveError(f"entry {info.filename!r} unpacks to more than it declares")
                 out.write(chunk)  # a write error (a full disk) propagates as OSError, not as a corrupt archive
+    if written != info.file_size:
+        raise IntegrityError(f"entry {info.filename!r} unpacks to {written} bytes, its archive records {info.file_size}",
+                             hint="the zip is damaged; nothing was installed")
     return written
 
 

@@ -24,7 +24,7 @@ from urllib3.util.retry import Retry
 
 from fetcher.credentials.secrets import SecretValue
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import DownloadError, TooLargeError, os_reason
+from fetcher.errors import DownloadError, TooLargeError, WriteError, os_reason
 from fetcher.lease.uri import redact_url
 from fetcher.logs import get_logger
 from fetcher.sources.parallel_download import ParallelDownload, RemoteFile, RetryableTransferError
@@ -235,7 +235,7 @@ class HttpDownload:
                 requests.exceptions.Timeout, urllib3.exceptions.HTTPError) as exc:
             raise _Interrupted(position, _cause(exc)) from None
         except OSError as exc:
-            raise DownloadError(f"cannot write the download: {exc.strerror}") from None
+            raise WriteError.of("cannot write the download", exc) from None
         if end is not None and position < end:
             raise _Interrupted(position, "the body ended early")
         return position

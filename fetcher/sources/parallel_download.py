@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from fetcher.errors import DownloadError, IntegrityError
+from fetcher.errors import DownloadError, IntegrityError, WriteError
 from fetcher.sources.resume_journal import FileRecord, TransferJournal
 
 MiB = 1024 * 1024
@@ -149,7 +149,7 @@ class ParallelDownload:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise DownloadError(f"cannot create a file for {state.file.key!r}: {exc.strerror}") from None
+            raise WriteError.of(f"cannot create a file for {state.file.key!r}", exc) from None
 
     def _part(self, state: _FileState, start: int, end: int, model_dir: Path) -> int:
         written = self._write_range(state, start, end)
@@ -197,10 +197,7 @@ class ParallelDownload:
                         f"{self.where}: the transfer of {state.file.key!r} kept breaking off ({exc})"
                     ) from None
             except OSError as exc:
-                raise DownloadError(
-                    f"{self.where}: cannot write {state.file.relative!r}: {exc.strerror}",
-                    hint="is the model repository's volume (emptyDir) large enough?" if exc.errno == 28 else None,
-                ) from None
+                raise WriteError.of(f"{self.where}: cannot write {state.file.relative!r}", exc) from None
         return end - resumed_at
 
     def _check_deadline(self) -> None:
@@ -229,9 +226,7 @@ class ParallelDownload:
             if self.journal is not None:
                 self.journal.completed(state.file.key)
         except OSError as exc:
-            raise DownloadError(
-                f"{self.where}: cannot move {state.file.relative!r} into place: {exc.strerror}"
-            ) from None
+            raise WriteError.of(f"{self.where}: cannot move {state.file.relative!r} into place", exc) from None
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
