@@ -23,14 +23,14 @@ class KillReport:
     final_output: str = ""
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start_fetch(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "fetcher", *args], stdout=out, stderr=subprocess.STDOUT,
                                 env=env, cwd=REPO_ROOT)
 
 
-def _wait_for_bytes(counter: ByteCounter, mark: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
+def wait_for_bytes(counter: ByteCounter, mark: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
     """Until the server has sent ``mark`` bytes (True), the run ended, or ``timeout`` passed (False)."""
     for _ in range(int(timeout / 0.2) + 1):
         if counter.wait_for(mark, timeout=0.2):
@@ -55,11 +55,11 @@ def fetch_with_kills(args: list[str], counter: ByteCounter, *, size: int, kills:
     step = 0.8 * size / kills
     report = KillReport()
     for index in range(kills):
-        process = _start(args, log)
+        process = start_fetch(args, log)
         try:
             if index == kills - 1:
                 mark = max(size, counter.total + 1)
-                _wait_for_bytes(counter, mark, process, run_timeout)
+                wait_for_bytes(counter, mark, process, run_timeout)
                 moment = "after the model's size was sent"
             elif index % 4 == 3:
                 delay = rng.uniform(0.0, 1.0)
@@ -70,7 +70,7 @@ def fetch_with_kills(args: list[str], counter: ByteCounter, *, size: int, kills:
                 moment = f"{delay:.2f}s after start"
             else:
                 mark = counter.total + int(rng.uniform(0.3, 1.7) * step)
-                assert _wait_for_bytes(counter, mark, process, run_timeout) or process.poll() is not None, \
+                assert wait_for_bytes(counter, mark, process, run_timeout) or process.poll() is not None, \
                     f"run {index} made no progress within {run_timeout}s"
                 moment = f"{mark} bytes sent in all"
             if process.poll() is not None:
@@ -80,7 +80,7 @@ def fetch_with_kills(args: list[str], counter: ByteCounter, *, size: int, kills:
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
-    final = _start(args, log)
+    final = start_fetch(args, log)
     try:
         report.final_status = final.wait(timeout=run_timeout)
     finally:
