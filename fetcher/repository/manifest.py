@@ -38,7 +38,9 @@ def plan_fingerprint(plan: ModelPlan[Any], volume_mode: str) -> str:
 
 def tree_sizes(folder: Path) -> dict[str, int]:
     sizes: dict[str, int] = {}
-    for base, _dirs, files in os.walk(folder):
+    for base, dirs, files in os.walk(folder):
+        # Triton's Python backend compiles model.py into __pycache__ beside it: not a change of the model.
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in files:
             path = Path(base) / name
             sizes[str(path.relative_to(folder))] = path.lstat().st_size

@@ -23,7 +23,7 @@ from pathlib import Path
 from fetcher.errors import FetcherError, InstallError
 from fetcher.logs import get_logger
 from fetcher.repository.install import Repository
-from fetcher.repository.manifest import MANIFEST_NAME, Manifest
+from fetcher.repository.manifest import MANIFEST_NAME, Manifest, plan_fingerprint
 from fetcher.runner import changed_at_source, clear_stale_resumes, install_model, is_installed
 from fetcher.sources.base import FetchOptions, ModelPlan
 from fetcher.watch.triton_client import TritonClient
@@ -87,7 +87,7 @@ class Reconciler:
     def changed_at_source(self, plans: list[ModelPlan]) -> list[str]:
         """The installed models whose source says their content changed (the poll's change check)."""
         return [plan.spec.name for plan in plans
-                if is_installed(plan, self.repository, self.options, self.manifest)
+                if self.manifest.fingerprint(plan.spec.name) == plan_fingerprint(plan, self.options.volume_mode)
                 and changed_at_source(plan, self.options, self.manifest)]
 
     def _remove(self, name: str, load: bool) -> None:
