@@ -29,8 +29,30 @@ kind-e2e: $(STAMP) ## Needs Docker, kind, kubectl, helm: the chart with a CPU Tr
 	PYTHON=$(BIN)/python devkit/kind/kind-e2e.sh
 
 .PHONY: test
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) image-debs ## Run the whole test suite (as root it installs podman first, for the image tests)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Debian packages of the image tests (tests/test_image.py): podman with runc builds Dockerfile.fetcher,
+# debootstrap makes its stand-in base image. Installed only when running as root; otherwise those
+# tests skip and say why. apt-get update runs only when the install fails without it.
+.PHONY: image-debs
+image-debs: ## As root: install podman, runc and debootstrap when missing (for the image tests)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; \
+	  command -v podman >/dev/null 2>&1 || missing="$$missing podman"; \
+	  command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || missing="$$missing runc"; \
+	  command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing \
+	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; } \
+	    || echo "could not install$$missing: the image tests will skip"; \
+	  fi; \
+	fi
+
+.PHONY: image
+image: $(STAMP) image-debs ## Build Dockerfile.fetcher with podman on a locally made Debian base (BASE_IMAGE=... for another)
+	$(BIN)/python -m devkit.image $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
 
 .PHONY: chart-schema
 chart-schema: $(STAMP) ## Regenerate chart/values.schema.json from schemas/ and chart/values.yaml

@@ -35,6 +35,7 @@ from devkit.https_server import RunningServer, serve_files
 from devkit.models import model_files, write_model, zip_model
 from devkit.pod import REWRITE, ContainerRun, LocalPod, describe_mode
 from devkit.s3_server import TEST_ACCESS_KEY, TEST_SECRET_KEY, rclone_s3, write_bucket_files
+from devkit.wheel import FetcherInstall
 
 RELEASE = "demo"
 NAMESPACE = "models"
@@ -177,15 +178,17 @@ def installed_bytes(pod: LocalPod, container: dict[str, Any], folder: Path) -> i
 
 def run_pod(rendered: Rendered, sources: DemoSources, root: Path, *, say: Callable[[str], None] = lambda _: None,
             on_line: Callable[[str], None] | None = None, models: list[str] | None = None,
-            secrets: dict[str, dict[str, str]] | None = None, timeout: float = 180.0) -> PodRun:
+            secrets: dict[str, dict[str, str]] | None = None, timeout: float = 180.0,
+            install: FetcherInstall | None = None) -> PodRun:
     """Run the rendered pod here: the init container, then (only if it succeeded) Triton.
 
-    ``secrets``: the cluster's Secrets, when not the demo's own (a test leaves one out).
+    ``secrets``: the cluster's Secrets, when not the demo's own (a test leaves one out);
+    ``install``: where the fetcher image's ``model-fetcher`` comes from (default: this environment).
     """
     config_maps = {**rendered.config_maps(), **sources.config_maps()}
     secrets = sources.secrets() if secrets is None else secrets
     with LocalPod(rendered.pod, root, config_maps=config_maps, secrets=secrets,
-                  claims=sources.claims) as pod:
+                  claims=sources.claims, install=install) as pod:
         fetcher = rendered.fetcher
         say(f"local pod: {describe_mode(pod.mode)}")
         for mount in pod.mounts(fetcher):

@@ -42,12 +42,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Sequence
 
 from devkit.processes import stop_process
+from devkit.wheel import FetcherInstall, checkout_install
 
 NAMESPACE = "namespace"
 REWRITE = "rewrite"
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 # The image's PATH, with the virtual environment's scripts first: the fetcher image is not
-# available here, so its `model-fetcher` is the one installed in this interpreter's environment.
+# available here, so its `model-fetcher` is the one of the pod's FetcherInstall (default: the
+# environment of this interpreter; the wheel lane's: the built wheel's).
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LOCK_FILE = Path(tempfile.gettempdir()) / "triton-lease-local-pod.lock"
 
@@ -113,10 +115,11 @@ def memory_quantity_to_tmpfs(quantity: Any) -> str | None:
     return text if text.isdigit() else None
 
 
-def _paths_the_process_needs() -> list[str]:
+def _paths_the_process_needs(install: FetcherInstall) -> list[str]:
     """This checkout and the Python environments the rendered command runs from."""
     checkout = Path(__file__).resolve().parent.parent
-    paths = {str(checkout), sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent.parent)}
+    paths = {str(checkout), sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent.parent),
+             str(install.prefix)}
     # Outermost first, and none inside another: binding a parent back restores its children.
     ordered = sorted(paths, key=lambda p: len(PurePosixPath(p).parts))
     return [p for i, p in enumerate(ordered) if not any(_within(p, q) for q in ordered[:i])]
@@ -130,13 +133,15 @@ class LocalPod:
     """The pod spec's volumes as local folders, and its containers run against them.
 
     config_maps: {name: {key: text}} (the release's own come from the render);
-    secrets: {secretName: {key: text}}; claims: {claimName: local folder}.
+    secrets: {secretName: {key: text}}; claims: {claimName: local folder};
+    install: where the image's `model-fetcher` comes from (default: this interpreter's environment).
     """
 
     def __init__(self, pod_spec: dict[str, Any], root: Path, *, config_maps: dict[str, dict[str, str]] | None = None,
                  secrets: dict[str, dict[str, str]] | None = None, claims: dict[str, Path] | None = None,
-                 mode: str | None = None) -> None:
+                 mode: str | None = None, install: FetcherInstall | None = None) -> None:
         self.spec = pod_spec
+        self.install = install or checkout_install()
         self.root = root
         self.mode = mode or default_mode()
         self.config_maps = dict(config_maps or {})
@@ -144,6 +149,7 @@ class LocalPod:
         self.claims = {name: Path(folder) for name, folder in (claims or {}).items()}
         self._created: list[Path] = []
         self.argv: dict[str, list[str]] = {}  # container name -> the process last started for it
+        self.in_image: set[str] = set()  # containers run from a real image (install.container_argv)
         self._lock: Any = None
         self.volumes: dict[str, tuple[Path, str | None]] = {}
         for volume in pod_spec.get("volumes", []):
@@ -241,7 +247,7 @@ class LocalPod:
         holding place first and bound back at their own paths after the container's mounts.
         """
         mounts = self.mounts(container)
-        hidden = [path for path in _paths_the_process_needs() if any(_within(path, m.path) for m in mounts)]
+        hidden = [path for path in _paths_the_process_needs(self.install) if any(_within(path, m.path) for m in mounts)]
         lines = ["#!/bin/sh", f"# mounts of container {container['name']}", "set -eu"]
         hold = self._holding_folder(mounts, len(hidden)) if hidden else None
         for index, path in enumerate(hidden):
@@ -310,7 +316,7 @@ class LocalPod:
 
     def environment(self, container: dict[str, Any], base: dict[str, str] | None = None) -> dict[str, str]:
         """The image's environment (``base``, default a plain PATH) with the container's env on top."""
-        env = dict(base) if base is not None else {"PATH": f"{Path(sys.executable).parent}:{SYSTEM_PATH}"}
+        env = dict(base) if base is not None else {"PATH": f"{self.install.bin_dir}:{SYSTEM_PATH}"}
         for item in container.get("env", []) or []:
             if "value" not in item:
                 raise PodError(f'container "{container["name"]}": env {item["name"]} uses valueFrom, not supported here')
@@ -326,6 +332,11 @@ class LocalPod:
             raise PodError(f'container "{container["name"]}" has no command (the image entrypoint is not known here)')
         self.mounts(container)
         self.termination_file(container).write_bytes(b"")  # a fresh start of the container
+        in_image = self.install.container_argv(self, container, command, args)
+        if in_image is not None:
+            self.in_image.add(container["name"])
+            return in_image
+        self.in_image.discard(container["name"])
         if self.mode == NAMESPACE:
             mounts = self.mounts(container)
             self._prepare_mount_points(mounts)
@@ -342,8 +353,11 @@ class LocalPod:
               args: Sequence[str] | None = None, env: dict[str, str] | None = None,
               stdout: Any = subprocess.PIPE) -> subprocess.Popen[bytes]:
         argv = self.command_line(container, command=command, args=args)
-        environment = env if env is not None else self.environment(container)
-        if self.mode == REWRITE:  # resolve the command on the container's PATH, as exec would
+        if container["name"] in self.in_image:  # the container engine's own environment; the container's is in argv
+            environment = env if env is not None else self.install.environment()
+        else:
+            environment = env if env is not None else self.environment(container)
+        if self.mode == REWRITE and container["name"] not in self.in_image:  # the command on the container's PATH
             argv[0] = shutil.which(argv[0], path=environment.get("PATH")) or argv[0]
         self.argv[container["name"]] = argv
         return subprocess.Popen(argv, stdout=stdout, stderr=subprocess.STDOUT, env=environment,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import ssl
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -13,7 +14,9 @@ import pytest
 import trustme
 
 from devkit.https_server import RunningServer, serve_files
+from devkit.image import ImageFetcher, build_image, ensure_base_image, remove_image, unavailable_reason
 from devkit.models import model_files, zip_model
+from devkit.wheel import FetcherInstall, checkout_install, wheel_install
 from fetcher.cli.main import run
 from tests.support.aws_env import isolated_aws_environment
 
@@ -79,6 +82,52 @@ def cli(capsys: pytest.CaptureFixture[str]):
 
     return invoke
 
+
+@pytest.fixture(scope="session")
+def wheel_fetcher(tmp_path_factory: pytest.TempPathFactory) -> FetcherInstall:
+    """The built wheel installed into a fresh virtual environment (once per session)."""
+    return wheel_install(tmp_path_factory.mktemp("wheel-lane"))
+
+
+@pytest.fixture(scope="session")
+def image_base() -> str:
+    """The base the tests build Dockerfile.fetcher on (skips where podman cannot run).
+
+    FETCHER_IMAGE_BASE when set, else the stand-in Debian base made once per machine.
+    """
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return os.environ.get("FETCHER_IMAGE_BASE") or ensure_base_image()
+
+
+@pytest.fixture(scope="session")
+def image_fetcher(tmp_path_factory: pytest.TempPathFactory, image_base: str) -> Iterator[ImageFetcher]:
+    """The image built from Dockerfile.fetcher with podman, once per session."""
+    base = image_base
+    tag = f"localhost/triton-model-fetcher:test-{os.getpid()}"
+    label = f"model-fetcher-test={os.getpid()}"
+    build_image(tag, base=base, work=tmp_path_factory.mktemp("image-build"))
+    try:
+        yield ImageFetcher(lane="image", prefix=Path(sys.prefix), image=tag, label=label,
+                           shared=tmp_path_factory.getbasetemp())
+    finally:
+        remove_image(tag, label=label)
+
+
+@pytest.fixture()
+def fetcher_install(request: pytest.FixtureRequest) -> FetcherInstall:
+    """Where the tests' ``model-fetcher`` comes from: the checkout (default), the built wheel or the image.
+
+    A test runs in every lane with ``@every_lane`` (tests/support/lanes.py); FETCHER_LANE=wheel (or
+    image) makes every test that uses this fixture run against the wheel (or the image).
+    """
+    lane = getattr(request, "param", None) or os.environ.get("FETCHER_LANE", "checkout")
+    if lane in ("wheel", "image"):
+        return request.getfixturevalue(f"{lane}_fetcher")
+    if lane != "checkout":
+        raise ValueError(f"FETCHER_LANE={lane!r}: say checkout, wheel or image")
+    return checkout_install()
 
 
 @pytest.fixture()

@@ -19,6 +19,7 @@ from devkit.chart import Rendered, render_chart
 from devkit.demo import HTTPS_SECRET, NAMESPACE, RELEASE, TOKEN, DemoSources, demo_sources, run_pod
 from devkit.pod import namespaces_available
 from devkit.s3_server import TEST_SECRET_KEY
+from tests.support.lanes import every_lane
 
 pytestmark = pytest.mark.triton
 
@@ -40,8 +41,9 @@ def assert_no_secret_leaked(text: str) -> None:
     assert TEST_SECRET_KEY not in text
 
 
-def test_the_rendered_pod_fetches_the_three_sources_and_triton_serves_them(sources, tmp_path):
-    run = run_pod(render(sources), sources, tmp_path / "pod")
+@every_lane
+def test_the_rendered_pod_fetches_the_three_sources_and_triton_serves_them(sources, tmp_path, fetcher_install):
+    run = run_pod(render(sources), sources, tmp_path / "pod", install=fetcher_install)
     assert run.init.returncode == 0, run.init.output
     assert sorted(run.installed) == ["https_model", "s3_model", "volume_model"]
     assert run.triton_started
@@ -91,11 +93,11 @@ CHART_CHANGES_THE_FETCHER_DOES_NOT_FOLLOW = {
 
 
 @pytest.mark.parametrize("change", sorted(CHART_CHANGES_THE_FETCHER_DOES_NOT_FOLLOW))
-def test_a_chart_change_the_fetcher_does_not_follow_fails_the_init_step(sources, tmp_path, change):
+def test_a_chart_change_the_fetcher_does_not_follow_fails_the_init_step(sources, tmp_path, fetcher_install, change):
     alter, named = CHART_CHANGES_THE_FETCHER_DOES_NOT_FOLLOW[change]
     rendered = render(sources)
     alter(rendered)
-    run = run_pod(rendered, sources, tmp_path / "pod")
+    run = run_pod(rendered, sources, tmp_path / "pod", install=fetcher_install)
     assert run.init.returncode != 0, f"the fetcher succeeded despite: {change}\n{run.init.output}"
     assert not run.triton_started
     reported = run.init.termination_message + run.init.output
@@ -103,27 +105,29 @@ def test_a_chart_change_the_fetcher_does_not_follow_fails_the_init_step(sources,
         assert word in reported, f"{word!r} not in:\n{reported}"
 
 
-def test_triton_must_find_the_repository_where_the_chart_mounts_it(sources, tmp_path):
+def test_triton_must_find_the_repository_where_the_chart_mounts_it(sources, tmp_path, fetcher_install):
     rendered = render(sources)
     _mount(rendered.triton, "/models")["mountPath"] = "/srv/models"
     with pytest.raises(RuntimeError, match="tritonserver exited"):
-        run_pod(rendered, sources, tmp_path / "pod")
+        run_pod(rendered, sources, tmp_path / "pod", install=fetcher_install)
 
 
 @pytest.mark.skipif(not namespaces_available(), reason="needs mount namespaces: with rewritten paths the "
                     "link resolves on this machine whatever Triton mounts")
-def test_triton_must_see_the_claim_that_a_volume_model_links_to(sources, tmp_path):
+def test_triton_must_see_the_claim_that_a_volume_model_links_to(sources, tmp_path, fetcher_install):
     rendered = render(sources)
     rendered.triton["volumeMounts"].remove(_mount(rendered.triton, "/mnt/model-volumes/demo-volume"))
     with pytest.raises(RuntimeError, match="failed to load all models"):
-        run_pod(rendered, sources, tmp_path / "pod")
+        run_pod(rendered, sources, tmp_path / "pod", install=fetcher_install)
     log = (tmp_path / "pod" / "triton.log").read_text()
     assert "volume_model" in log  # the link into the claim does not resolve
 
 
-def test_a_missing_secret_fails_the_init_step_with_the_reason_and_triton_does_not_start(sources, tmp_path):
+@every_lane
+def test_a_missing_secret_fails_the_init_step_with_the_reason_and_triton_does_not_start(sources, tmp_path,
+                                                                                       fetcher_install):
     secrets = {name: data for name, data in sources.secrets().items() if name != HTTPS_SECRET}
-    run = run_pod(render(sources), sources, tmp_path / "pod", secrets=secrets)
+    run = run_pod(render(sources), sources, tmp_path / "pod", install=fetcher_install, secrets=secrets)
     assert run.init.returncode != 0
     assert not run.triton_started
     message = run.init.termination_message
@@ -132,10 +136,11 @@ def test_a_missing_secret_fails_the_init_step_with_the_reason_and_triton_does_no
     assert_no_secret_leaked(message + run.init.output)
 
 
-def test_a_missing_s3_object_fails_the_init_step_with_the_reason_and_triton_does_not_start(sources, tmp_path):
+def test_a_missing_s3_object_fails_the_init_step_with_the_reason_and_triton_does_not_start(sources, tmp_path,
+                                                                                         fetcher_install):
     lease = {"models": ["name=absent_model,uri=model://demo-s3/parent/absent_model",
                         "name=https_model,uri=" + sources.models[0].uri]}
-    run = run_pod(render(sources, lease=lease), sources, tmp_path / "pod")
+    run = run_pod(render(sources, lease=lease), sources, tmp_path / "pod", install=fetcher_install)
     assert run.init.returncode != 0
     assert not run.triton_started
     message = run.init.termination_message
@@ -144,8 +149,8 @@ def test_a_missing_s3_object_fails_the_init_step_with_the_reason_and_triton_does
     assert_no_secret_leaked(message + run.init.output)
 
 
-def test_the_local_pod_leaves_no_mount_points_behind(sources, tmp_path):
-    run_pod(render(sources), sources, tmp_path / "pod")
+def test_the_local_pod_leaves_no_mount_points_behind(sources, tmp_path, fetcher_install):
+    run_pod(render(sources), sources, tmp_path / "pod", install=fetcher_install)
     for path in ("/models", "/etc/model-fetcher", "/etc/model-fetcher-ca", "/mnt/model-volumes",
                  "/var/run/secrets/model-fetcher"):
         assert not Path(path).exists() or any(Path(path).iterdir()), f"{path} was left behind"

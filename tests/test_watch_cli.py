@@ -12,6 +12,7 @@ import pytest
 
 from devkit.configmap import ConfigMapDir
 from devkit.https_server import serve_files
+from devkit.wheel import FetcherInstall
 from fetcher.cli.main import build_parser, run
 from fetcher.exit_codes import ExitCode
 from fetcher.watch.values_watcher import ValuesWatcher, values_digest
@@ -104,12 +105,12 @@ def test_status_finds_the_default_file_beside_the_repository(tmp_path: Path) -> 
 
 
 @pytest.fixture()
-def idle_pod(tmp_path: Path) -> Iterator[WatchPod]:
+def idle_pod(tmp_path: Path, fetcher_install: FetcherInstall) -> Iterator[WatchPod]:
     """A watcher whose Triton never runs (nothing listens on its port)."""
     site = tmp_path / "site"
     site.mkdir()
     with serve_files(site) as server:
-        pod = new_pod(tmp_path, server, {})
+        pod = new_pod(tmp_path, server, {}, fetcher_install)
         try:
             yield pod
         finally:

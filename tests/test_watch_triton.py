@@ -7,7 +7,6 @@ ConfigMap-style folder), starts Triton once the watcher is ready, then changes t
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 from typing import Iterator
@@ -16,7 +15,8 @@ import pytest
 
 from devkit.https_server import serve_files
 from devkit.models import model_files, zip_model
-from fetcher.cli.main import run
+from devkit.wheel import FetcherInstall
+from tests.support.lanes import every_lane
 from watch_pod import WatchPod, new_pod
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -49,9 +49,9 @@ def site(tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def pod(tmp_path: Path, site: Path) -> Iterator[WatchPod]:
+def pod(tmp_path: Path, site: Path, fetcher_install: FetcherInstall) -> Iterator[WatchPod]:
     with serve_files(site) as server:
-        pod = new_pod(tmp_path, server, INITIAL)
+        pod = new_pod(tmp_path, server, INITIAL, fetcher_install)
         try:
             pod.start_watch()
             pod.wait(lambda: pod.status().get("ready") is True, "the initial sync")
@@ -63,12 +63,7 @@ def pod(tmp_path: Path, site: Path) -> Iterator[WatchPod]:
             pod.close()
 
 
-def _status_cli(pod: WatchPod, *extra: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = run(["status", "--status-file", str(pod.status_file), *extra], stdout=out)
-    return int(code), out.getvalue()
-
-
+@every_lane
 def test_an_added_model_is_loaded_without_restarting_triton(pod: WatchPod) -> None:
     triton = pod.triton
     assert triton.infer("alpha", [1, 2, 3, 4]) == [2, 3, 4, 5]
@@ -80,7 +75,7 @@ def test_an_added_model_is_loaded_without_restarting_triton(pod: WatchPod) -> No
     assert triton.process.poll() is None
     pod.wait_synced(["alpha", "beta", "gamma"], "the status to list gamma")
     assert pod.status()["failures"] == {}
-    assert _status_cli(pod, "--require-healthy")[0] == 0
+    assert pod.status_command("--require-healthy")[0] == 0
 
 
 def test_a_removed_model_is_unloaded_then_deleted(pod: WatchPod) -> None:
@@ -146,9 +141,9 @@ def test_broken_models_leave_the_serving_set_alone_and_are_reported(pod: WatchPo
     log = pod.log()
     assert "model=alpha event=failed" in log and "model=beta event=rolled-back" in log
     assert "model=delta event=failed" in log
-    code, text = _status_cli(pod)
+    code, text = pod.status_command()
     assert code == 0 and "failed alpha:" in text  # still ready (the startup probe stays green) ...
-    assert _status_cli(pod, "--require-healthy")[0] == 1  # ... but not healthy
+    assert pod.status_command("--require-healthy")[0] == 1  # ... but not healthy
 
     # Fixing the lease heals it.
     pod.lease({**INITIAL, "alpha": "alpha-v2.zip"})
@@ -157,10 +152,13 @@ def test_broken_models_leave_the_serving_set_alone_and_are_reported(pod: WatchPo
     assert triton.infer("alpha", [0, 0, 0, 0]) == [100, 100, 100, 100]
 
 
+@every_lane
 def test_sigterm_stops_the_watcher_and_a_restarted_one_catches_up(pod: WatchPod) -> None:
     triton = pod.triton
     assert pod.stop_watch() == 0
     assert pod.status()["phase"] == "stopped"
+    code, text = pod.status_command()
+    assert code == 0 and text.startswith("ready: phase=stopped models=2 (alpha, beta)"), text
     assert "event=stopped" in pod.log()
     # While the sidecar is down the lease changes; when it comes back beside the running Triton
     # its initial sync applies the change through Triton.

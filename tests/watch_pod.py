@@ -1,6 +1,8 @@
 """A sidecar-mode pod on this machine: ``model-fetcher watch`` beside the real Triton in explicit mode.
 
-As in the chart's pod, the fetcher reads the lease from a ConfigMap-style folder (updated by a
+``model-fetcher`` comes from the pod's ``FetcherInstall``: the checkout's environment, the built
+wheel's (started outside the checkout without PYTHONPATH) or the image's (devkit/image.py). As in
+the chart's pod, the fetcher reads the lease from a ConfigMap-style folder (updated by a
 ``..data`` swap), runs first, and Triton starts once the fetcher's status says ready, with
 ``--model-control-mode=explicit --load-model=*`` on the port the fetcher calls.
 """
@@ -8,10 +10,8 @@ As in the chart's pod, the fetcher reads the lease from a ConfigMap-style folder
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +22,10 @@ import yaml
 from devkit.configmap import ConfigMapDir
 from devkit.https_server import RunningServer
 from devkit.ports import free_port
+from devkit.processes import stop_process
 from devkit.triton import RunningTriton, run_triton, wait_until
+from devkit.wheel import FetcherInstall
 
-ROOT = Path(__file__).resolve().parents[1]
 TRITON_ARGS = ["--model-control-mode=explicit", "--load-model=*", "--strict-readiness=false"]  # as the chart
 
 
@@ -34,6 +35,7 @@ class WatchPod:
     server: RunningServer
     configmap: ConfigMapDir
     triton_port: int
+    install: FetcherInstall
     stack: ExitStack = field(default_factory=ExitStack)
     process: subprocess.Popen[bytes] | None = None
     triton: RunningTriton | None = None
@@ -55,7 +57,8 @@ class WatchPod:
         self.configmap.update({"values.yaml": lease_values(self.server, models)})
 
     def start_watch(self, *extra: str) -> None:
-        args = [sys.executable, "-m", "fetcher", "watch",
+        args = self.install.argv(
+                "watch",
                 "--values", str(self.configmap.path("values.yaml")),
                 "--dest", str(self.repository),
                 "--termination-log", str(self.tmp / "termination-log"),
@@ -64,10 +67,18 @@ class WatchPod:
                 "--retry-interval", "600",
                 "--triton-timeout", "60",
                 "--status-file", str(self.status_file),
-                *extra]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+                *extra)
+        env = {**self.install.environment(), "PYTHONUNBUFFERED": "1"}
+        self.install.prepare(self.tmp)
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.process = subprocess.Popen(args, cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def status_command(self, *extra: str) -> tuple[int, str]:
+        """``model-fetcher status`` (the sidecar's startup probe) on this pod's status file: exit status, output."""
+        result = subprocess.run(self.install.argv("status", "--status-file", self.status_file, *extra),
+                                cwd=self.tmp, env=self.install.environment(), capture_output=True, text=True,
+                                timeout=60)
+        return result.returncode, result.stdout + result.stderr
 
     def start_triton(self) -> RunningTriton:
         self.triton = self.stack.enter_context(
@@ -109,9 +120,9 @@ class WatchPod:
                 self.process.wait()
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            # SIGTERM first: the image lane's podman passes it on to the container, a kill would not.
+            stop_process(self.process, grace=10.0)
         self.stack.close()
 
 
@@ -119,6 +130,6 @@ def lease_values(server: RunningServer, models: dict[str, str]) -> str:
     return yaml.safe_dump({"lease": {"models": [f"name={name},uri={server.url(file)}" for name, file in models.items()]}})
 
 
-def new_pod(tmp: Path, server: RunningServer, models: dict[str, str]) -> WatchPod:
+def new_pod(tmp: Path, server: RunningServer, models: dict[str, str], install: FetcherInstall) -> WatchPod:
     configmap = ConfigMapDir(tmp / "config", {"values.yaml": lease_values(server, models)})
-    return WatchPod(tmp=tmp, server=server, configmap=configmap, triton_port=free_port())
+    return WatchPod(tmp=tmp, server=server, configmap=configmap, triton_port=free_port(), install=install)
