@@ -77,6 +77,10 @@ class TooLargeError(DownloadError, ArchiveError):
                          hint="raise --max-model-size if the model really is that large")
 
 
+class MemberIntegrityError(ArchiveError, IntegrityError):
+    """A zip member does not match its archive's records (CRC-32, size): both an archive and an integrity error."""
+
+
 class InstallError(FetcherError):
     """The model could not be moved into the repository root."""
 

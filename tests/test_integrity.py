@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator

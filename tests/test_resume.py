@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devkit.https_server import RunningServer, serve_files
+from devkit.https_server import serve_files
 from devkit.models import model_files, write_large_model, zip_folder, zip_model
 from devkit.s3_server import rclone_s3, write_bucket_files
 from fetcher.repository.digests import model_files as listed_files, sha256_of

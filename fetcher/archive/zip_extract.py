@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import ArchiveError, IntegrityError, TooLargeError
+from fetcher.errors import ArchiveError, MemberIntegrityError, TooLargeError
 
 RATIO_CHECK_MIN = 1024 * 1024  # smaller members cannot make a bomb worth refusing
 SUPPORTED_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "Deflate", zipfile.ZIP_BZIP2: "BZIP2",
@@ -248,7 +248,7 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Pat
                     chunk = source.read(READ_SIZE)
                 except zipfile.BadZipFile as exc:
                     if "CRC" in str(exc):  # zipfile compares the CRC-32 of every member it reads to the end
-                        raise IntegrityError(f"entry {info.filename!r} does not match the CRC-32 its archive records "
+                        raise MemberIntegrityError(f"entry {info.filename!r} does not match the CRC-32 its archive records "
                                              f"({info.CRC:08x})", hint="the zip is damaged; nothing was installed") from None
                     raise ArchiveError(f"entry {info.filename!r} is corrupt or truncated: {_reason(exc)}") from None
                 except (zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
@@ -260,7 +260,7 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Pat
                     raise ArchiveError(f"entry {info.filename!r} unpacks to more than it declares")
                 out.write(chunk)  # a write error (a full disk) propagates as OSError, not as a corrupt archive
     if written != info.file_size:
-        raise IntegrityError(f"entry {info.filename!r} unpacks to {written} bytes, its archive records {info.file_size}",
+        raise MemberIntegrityError(f"entry {info.filename!r} unpacks to {written} bytes, its archive records {info.file_size}",
                              hint="the zip is damaged; nothing was installed")
     return written
 

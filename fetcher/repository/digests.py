@@ -8,21 +8,11 @@ with the lease's (the digest is of the file as published).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from fetcher.errors import IntegrityError
-
-READ_BYTES = 1024 * 1024
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(READ_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+from fetcher.file_digest import sha256_hex as sha256_of
 
 
 def model_files(folder: Path) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import shutil
 import time
@@ -18,6 +17,7 @@ from fetcher.archive.zip_extract import extract_zip
 from fetcher.credentials.secrets import SecretValue
 from fetcher.credentials.target_uri import choose_secret
 from fetcher.errors import DownloadError, IntegrityError, SecretError
+from fetcher.file_digest import sha256_hex
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.uri import redact_url
 from fetcher.lease.values import HttpsRepository, LeaseValues
@@ -78,7 +78,7 @@ class HttpsSource:
             resource = download.resource
         finally:
             download.close()
-        if plan.spec.sha256 is not None and _sha256(archive) != plan.spec.sha256:
+        if plan.spec.sha256 is not None and sha256_hex(archive) != plan.spec.sha256:
             archive.unlink()
             raise IntegrityError(f"{plan.location}: the sha256 of the download does not match the model spec",
                                  hint="the file on the server is not the one the lease pins; nothing was installed")
@@ -143,14 +143,6 @@ def _validators(resource: Resource) -> dict[str, Any] | None:
     if resource.validator is None:
         return None
     return {"validator": resource.validator, "size": resource.size}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 Source = HttpsSource

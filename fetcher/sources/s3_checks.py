@@ -27,9 +27,9 @@ from typing import Any, Callable
 import botocore.exceptions as botocore_errors
 
 from fetcher.errors import IntegrityError
+from fetcher.file_digest import file_digest
 from fetcher.sources.parallel_download import RemoteFile
 
-READ_BYTES = 1024 * 1024
 MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")
 META_KEYS = ("ETag", "ChecksumSHA256", "ChecksumSHA1", "ChecksumCRC64NVME", "ChecksumCRC32C", "ChecksumCRC32",
              "ChecksumType", "ServerSideEncryption", "SSECustomerAlgorithm")
@@ -87,13 +87,6 @@ def hasher_for(algorithm: str) -> Any | None:
         update = _crc64nvme()
         return _Crc(update, 8) if update else None
     return None
-
-
-def file_digest(path: Path, hasher: Any) -> bytes:
-    with open(path, "rb") as source:
-        while chunk := source.read(READ_BYTES):
-            hasher.update(chunk)
-    return hasher.digest()
 
 
 class ObjectChecks:
