@@ -4,7 +4,7 @@ The installed model must be byte-identical to the source, and the bytes the serv
 runs together must stay under 1.3x the model's size: a restart reuses what the killed runs wrote.
 The bytes are counted at the server (the devkit HTTP server; for S3 a proxy in front of rclone).
 
-`make test` runs it at KILL_TEST_MIB (default 128) MiB with KILL_TEST_KILLS (default 6) kills;
+`make test` runs it at KILL_TEST_MIB (default 256) MiB with KILL_TEST_KILLS (default 6) kills;
 `make kill-test` runs the issue's full scale: 4 GiB, 20 kills.
 """
 
@@ -26,7 +26,7 @@ from fetcher.repository.digests import model_files, sha256_of
 from tests.support.kill_runs import fetch_with_kills
 
 MiB = 1024 * 1024
-MODEL_MIB = int(os.environ.get("KILL_TEST_MIB", "128"))
+MODEL_MIB = int(os.environ.get("KILL_TEST_MIB", "256"))
 KILLS = int(os.environ.get("KILL_TEST_KILLS", "6"))
 RUN_TIMEOUT = max(120.0, MODEL_MIB / 10)  # seconds one run may take (a 4 GiB run at 10 MiB/s at worst)
 OVERHEAD_LIMIT = 1.3

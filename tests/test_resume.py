@@ -117,7 +117,7 @@ def test_an_s3_object_changed_after_a_kill_is_fetched_again_others_are_kept(tmp_
         assert final.wait(timeout=300) == 0, (tmp_path / "fetch.log").read_text()[-3000:]
         resent = proxy.state.counter.total - sent_before
     assert tree_digests(tmp_path / "models" / "repository" / "m") == tree_digests(model)
-    assert resent < 128 * MiB - 64 * MiB + changed.stat().st_size  # weights-a's written parts were kept
+    assert resent < 128 * MiB  # weights-a's written parts were kept, weights-b was fetched whole again
 
 
 def test_stale_work_folders_are_cleared_and_current_ones_kept(tmp_path: Path) -> None:
