@@ -129,7 +129,8 @@ class _Sidecar:
         """One poll: sync again if the values changed or a retry is due; False when stopped meanwhile."""
         changed = self.watcher.changed()
         if not changed and not self.backoff.is_due():
-            if not self.options.change_check or not self._source_changed():
+            # A failed sync waits for its retry: a changed model Triton refused is not fetched at every poll.
+            if not self.options.change_check or self.backoff.due_at is not None or not self._source_changed():
                 return True
             event = "source-changed"
         else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fetcher.errors import FetcherError, InstallError
 from fetcher.logs import get_logger
@@ -102,12 +103,13 @@ class Reconciler:
         """Fetch, swap in and load one model; the reason when it failed (the serving model is kept)."""
         name = plan.spec.name
         previous = self.manifest.fingerprint(name)
+        previous_validators = self.manifest.validators(name)
 
         def load_into_triton(workdir: Path) -> None:
             try:
                 self.triton.load(name)
             except FetcherError:
-                if not self._roll_back(name, workdir, previous):
+                if not self._roll_back(name, workdir, previous, previous_validators):
                     self._forget_in_triton(name)
                 raise
 
@@ -125,7 +127,8 @@ class Reconciler:
         except FetcherError as exc:
             self.log.warning("model=%s event=unload-after-failure-failed error=%s", name, exc)
 
-    def _roll_back(self, name: str, workdir: Path, previous: str | None) -> bool:
+    def _roll_back(self, name: str, workdir: Path, previous: str | None,
+                   previous_validators: dict[str, Any] | None = None) -> bool:
         """Triton refused the new model: put back the folder that was there, if any (True then)."""
         try:
             restored = self.repository.restore(name, workdir)
@@ -134,7 +137,7 @@ class Reconciler:
             return False
         if restored and previous is not None:
             try:
-                self.manifest.record(name, previous, self.repository.root / name)
+                self.manifest.record(name, previous, self.repository.root / name, previous_validators)
             except OSError as exc:
                 self.log.error("model=%s event=rollback-failed error=%s", name, exc.strerror)
                 return True
