@@ -12,7 +12,7 @@ from fetcher.errors import DownloadError, FetcherError, IntegrityError, TooLarge
 from fetcher.logs import get_logger, human_rate
 from fetcher.plan import source_for
 from fetcher.repository.digests import check_file_digests
-from fetcher.repository.install import RESUME_PREFIX, Repository
+from fetcher.repository.install import Repository, resume_name
 from fetcher.repository.manifest import MANIFEST_NAME, Manifest, plan_fingerprint
 from fetcher.sources.base import FetchOptions, ModelPlan
 
@@ -60,13 +60,10 @@ def changed_at_source(plan: ModelPlan, options: FetchOptions, manifest: Manifest
     return True
 
 
-def resume_name(plan: ModelPlan, options: FetchOptions) -> str:
-    return f"{RESUME_PREFIX}{plan.spec.name}-{plan_fingerprint(plan, options.volume_mode)[:16]}"
-
-
 def clear_stale_resumes(plans: list[ModelPlan], repository: Repository, options: FetchOptions) -> None:
     """Resumable work folders of models no longer in the lease, or of plans that changed, are cleared."""
-    for folder in repository.clear_stale_resumes({resume_name(plan, options) for plan in plans}):
+    wanted = {resume_name(plan.spec.name, plan_fingerprint(plan, options.volume_mode)) for plan in plans}
+    for folder in repository.clear_stale_resumes(wanted):
         get_logger().info("event=resume-cleared folder=%s detail=its model left the lease or its plan changed", folder)
 
 

@@ -23,6 +23,11 @@ _REPLACED_NAME = "replaced"
 RESUME_PREFIX = "resume-"
 
 
+def resume_name(model_name: str, fingerprint: str) -> str:
+    """The name of a model's resumable work folder for the plan of that fingerprint."""
+    return f"{RESUME_PREFIX}{model_name}-{fingerprint[:16]}"
+
+
 def default_staging_dir(dest: Path) -> Path:
     return dest.parent / f".{dest.name}.staging"
 
@@ -55,7 +60,7 @@ class Repository:
     def resume_dir(self, model_name: str, fingerprint: str) -> Path:
         """The model's resumable work folder: the same name for the same plan, so a restarted
         fetcher finds what a killed one fetched (the journal in it says what may be reused)."""
-        folder = self.staging / f"{RESUME_PREFIX}{model_name}-{fingerprint[:16]}"
+        folder = self.staging / resume_name(model_name, fingerprint)
         try:
             folder.mkdir(exist_ok=True)
         except OSError as exc:
