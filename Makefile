@@ -11,22 +11,37 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# The helm and kubectl CLIs come into $(BIN) with the rest (pinned and checked: scripts/install_helm.py).
+$(STAMP): pyproject.toml scripts/install_helm.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python scripts/install_helm.py
 	@touch $@
 
 .PHONY: venv
-venv: $(STAMP) ## Create the virtual environment with the fetcher and test tools
+venv: $(STAMP) ## Create the virtual environment with the fetcher, the test tools, helm and kubectl
+
+# make template VALUES=values.yaml LEASE=lease-a.yaml: `helm template` as a user would run it.
+VALUES ?=
+LEASE ?=
+RELEASE ?= $(if $(LEASE),$(basename $(notdir $(LEASE))),lease)
+NAMESPACE ?= models
+KUBE_VERSION ?=
+HELM_ARGS ?=
+
+.PHONY: template
+template: $(STAMP) ## Render the chart for review (VALUES=values.yaml LEASE=lease-a.yaml [KUBE_VERSION=1.30.0] [HELM_ARGS=...])
+	@$(BIN)/helm template $(RELEASE) chart --namespace $(NAMESPACE) $(addprefix -f ,$(VALUES) $(LEASE)) \
+	  $(if $(KUBE_VERSION),--kube-version $(KUBE_VERSION)) $(HELM_ARGS)
 
 .PHONY: demo
 demo: $(STAMP) ## The main job: serve sample models locally, fetch them, serve them with real Triton
 	$(BIN)/python -m devkit.demo
 
 .PHONY: kind-e2e
-kind-e2e: $(STAMP) ## Needs Docker, kind, kubectl, helm: the chart with a CPU Triton on a throwaway kind cluster
-	PYTHON=$(BIN)/python devkit/kind/kind-e2e.sh
+kind-e2e: $(STAMP) ## Needs Docker and kind (helm, kubectl: .venv/bin): the chart with a CPU Triton on a throwaway kind cluster
+	PATH="$(abspath $(BIN)):$$PATH" PYTHON=$(BIN)/python devkit/kind/kind-e2e.sh
 
 .PHONY: test
 test: $(STAMP) image-debs ## Run the whole test suite (as root it installs podman first, for the image tests)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -112,6 +112,16 @@ class Rendered:
             for m in container.get("volumeMounts", [])
         }
 
+    def mount_holding(self, container: dict[str, Any], path: str) -> tuple[dict[str, Any], str] | None:
+        """The deepest mount of `container` that holds `path`, and `path` relative to it; None if none does."""
+        target = PurePosixPath(path)
+        best: tuple[str, dict[str, Any]] | None = None
+        for mount_path, mount in self.mounts(container).items():
+            if target == PurePosixPath(mount_path) or PurePosixPath(mount_path) in target.parents:
+                if best is None or len(mount_path) > len(best[0]):
+                    best = (mount_path, mount)
+        return None if best is None else (best[1], str(target.relative_to(best[0])))
+
 
 def load_chart(chart_dir: Path = CHART_DIR) -> Any:
     import helm_python
@@ -119,10 +129,35 @@ def load_chart(chart_dir: Path = CHART_DIR) -> Any:
     return helm_python.Chart.load(chart_dir)
 
 
-def render_chart(values: dict[str, Any], *, name: str, namespace: str, chart: Any = None) -> Rendered:
-    """Render like `helm template NAME chart -n NAMESPACE -f values` (Helm's own engine)."""
+def render_chart(
+    values: dict[str, Any],
+    *,
+    name: str,
+    namespace: str,
+    chart: Any = None,
+    kube_version: str | None = None,
+    api_versions: tuple[str, ...] = (),
+) -> Rendered:
+    """Render like `helm template NAME chart -n NAMESPACE -f values [--kube-version V] [--api-versions A]`.
+
+    `kube_version` and `api_versions` set `.Capabilities` as those flags do. helm-python-sdk's
+    `Chart.render` does not expose them, although the native render of the same Helm engine takes
+    them as options; without them the render is `Chart.render`'s, unchanged.
+    """
     chart = chart or load_chart()
-    return Rendered(chart.render(values, name=name, namespace=namespace))
+    if kube_version is None and not api_versions:
+        return Rendered(chart.render(values, name=name, namespace=namespace))
+    import json
+
+    from helm_python import _native
+    from helm_python.chart import _dumps
+
+    options: dict[str, Any] = {"name": name, "namespace": namespace}
+    if kube_version is not None:
+        options["kube_version"] = kube_version
+    if api_versions:
+        options["api_versions"] = list(api_versions)
+    return Rendered(json.loads(_native.call_string("helm_render", chart._raw(), _dumps(values), json.dumps(options))))
 
 
 def lint_chart(values: dict[str, Any], *, kube_version: str, namespace: str) -> list[str]:

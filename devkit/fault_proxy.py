@@ -36,7 +36,7 @@ class ProxyState:
     rules: list[ProxyRule] = field(default_factory=list)
     seen: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, target, Range
     counter: ByteCounter = field(default_factory=ByteCounter)  # body bytes of GET answers sent to clients
-    rate: float | None = None  # bytes per second of each response body (a link's speed); None: unpaced
+    send_rate: int | None = None  # bytes per second of every body (a slow link); None for full speed
     stopping: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -100,13 +100,12 @@ class _Handler(BaseHTTPRequestHandler):
             sent = 0
             started = time.monotonic()
             for chunk in chunks:
-                pace(state.rate, started, sent, state.stopping)
                 chunk = corrupt(chunk[:limit - sent], sent, fault)
                 self.wfile.write(chunk)
                 sent += len(chunk)
                 if self.command == "GET":
                     state.counter.add(len(chunk))
-                if sent >= limit:
+                if sent >= limit or pace(state.send_rate, started, sent, state.stopping):
                     break
             if limit < length:
                 self.wfile.flush()

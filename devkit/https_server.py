@@ -45,15 +45,17 @@ def corrupt(chunk: bytes, chunk_offset: int, fault: "Fault | None") -> bytes:
     return chunk[:index] + bytes([chunk[index] ^ 0xFF]) + chunk[index + 1:]
 
 
-def pace(rate: float | None, started: float, sent: int, stopping: threading.Event) -> None:
-    """Hold a response to ``rate`` bytes per second, like a link of that speed (None: no limit).
+def pace(rate: float | None, began: float, sent: int, stopping: threading.Event) -> bool:
+    """Hold a body to ``rate`` bytes per second, like a link of that speed (None: no limit), once
+    ``sent`` bytes went out since ``began``; True when a shutdown ended the wait.
 
     A client that reads faster than the link keeps the socket buffers nearly empty, as on a real
     network; on loopback an unpaced server fills megabytes of buffers that a killed client loses."""
     if rate:
-        ahead = started + sent / rate - time.monotonic()
-        if ahead > 0:
-            stopping.wait(ahead)
+        ahead = began + sent / rate - time.monotonic()
+        if ahead > 0 and stopping.wait(ahead):
+            return True
+    return False
 
 
 class ByteCounter:
@@ -82,7 +84,7 @@ class ServerState:
     redirects: dict[str, str] = field(default_factory=dict)  # path -> Location
     faults: dict[str, "Fault"] = field(default_factory=dict)  # path -> fault to inject
     accept_ranges: bool = True
-    rate: float | None = None  # bytes per second of each response body (a link's speed); None: unpaced
+    send_rate: int | None = None  # bytes per second of every body (a slow link); None for full speed
     ignore_ranges: bool = False  # advertise Accept-Ranges, yet answer every Range with 200 and the whole file
     etag: str | None = '"v1"'
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -158,18 +160,21 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.stall_seconds:
             state.stopping.wait(fault.stall_seconds)
         limit = end - start if fault is None or fault.drop_after is None else min(fault.drop_after, end - start)
+        rate = state.send_rate
+        piece = 256 * 1024 if rate is None else max(1, min(256 * 1024, rate // 20))
+        began = time.monotonic()
         with open(file, "rb") as source:
             source.seek(start)
             sent = 0
-            started = time.monotonic()
             while sent < limit:
-                pace(state.rate, started, sent, state.stopping)
-                chunk = source.read(min(256 * 1024, limit - sent))
+                chunk = source.read(min(piece, limit - sent))
                 if not chunk:
                     break
                 self.wfile.write(corrupt(chunk, sent, fault))
                 sent += len(chunk)
                 state.counter.add(len(chunk))
+                if pace(rate, began, sent, state.stopping):
+                    break
         if sent < end - start:
             self.close_connection = True
             self.wfile.flush()

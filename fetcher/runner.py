@@ -24,6 +24,7 @@ class ModelResult:
     bytes_transferred: int = 0
     seconds: float = 0.0
     error: str | None = None
+    reason: str | None = None  # a short label of the failure (fetcher.progress.failure_reason)
 
 
 def fetch_one(plan: ModelPlan, repository: Repository, options: FetchOptions, manifest: Manifest) -> ModelResult:
@@ -32,6 +33,7 @@ def fetch_one(plan: ModelPlan, repository: Repository, options: FetchOptions, ma
     name = plan.spec.name
     if is_installed(plan, repository, options, manifest) and not changed_at_source(plan, options, manifest):
         get_logger().info("model=%s event=unchanged detail=already installed and verified, not fetched again", name)
+        options.observer.kept(name, manifest.installed_bytes(name))
         return ModelResult(name=name, ok=True)
     return install_model(plan, repository, options, manifest)
 
@@ -89,6 +91,8 @@ def install_model(plan: ModelPlan, repository: Repository, options: FetchOptions
     workdir = None
     keep_workdir = False
     fingerprint = plan_fingerprint(plan, options.volume_mode)
+    observer = options.observer
+    observer.start(name, plan.source)
     try:
         workdir = repository.resume_dir(name, fingerprint)
         try:
@@ -107,17 +111,21 @@ def install_model(plan: ModelPlan, repository: Repository, options: FetchOptions
         manifest.record(name, fingerprint, repository.root / name, fetched.validators)
     except FetcherError as exc:
         seconds = time.monotonic() - start
+        reason = observer.finish(name, plan.source, seconds=seconds, error=exc)
         log.error("model=%s event=failed seconds=%.2f error=%s", name, seconds, exc)
-        return ModelResult(name=name, ok=False, seconds=seconds, error=str(exc))
+        return ModelResult(name=name, ok=False, seconds=seconds, error=str(exc), reason=reason)
     except Exception as exc:  # an unexpected fault in one model must not take the others down
         seconds = time.monotonic() - start
+        reason = observer.finish(name, plan.source, seconds=seconds, error=exc)
         log.error("model=%s event=failed seconds=%.2f error=internal %s", name, seconds, type(exc).__name__)
         log.debug("model=%s event=internal-error", name, exc_info=True)  # the stack, with --debug
-        return ModelResult(name=name, ok=False, seconds=seconds, error=f"internal error ({type(exc).__name__})")
+        return ModelResult(name=name, ok=False, seconds=seconds, error=f"internal error ({type(exc).__name__})",
+                           reason=reason)
     finally:
         if workdir is not None and not keep_workdir:
             repository.discard(workdir)
     seconds = time.monotonic() - start
+    observer.finish(name, plan.source, seconds=seconds)
     log.info(
         "model=%s event=%s %s bytes=%d seconds=%.2f rate=%s",
         name,
@@ -137,4 +145,7 @@ def fetch_all(plans: list[ModelPlan], repository: Repository, options: FetchOpti
         return []
     manifest = Manifest(repository.staging / MANIFEST_NAME)
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(plans))), thread_name_prefix="model") as pool:
-        return list(pool.map(lambda plan: fetch_one(plan, repository, options, manifest), plans))
+        results = list(pool.map(lambda plan: fetch_one(plan, repository, options, manifest), plans))
+    if options.observer.metrics is not None:
+        options.observer.metrics.synced(len(manifest.names()), None if all(r.ok for r in results) else "models")
+    return results

@@ -36,6 +36,7 @@ DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 QUANTITY = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
+DIGEST = r"^$|^sha256:[a-f0-9]{64}$"
 
 
 def ref(name: str) -> dict[str, Any]:
@@ -97,8 +98,24 @@ CHART_DEFINITIONS: dict[str, Any] = {
             "repository": {"type": "string", "minLength": 1},
             "tag": {"type": "string"},
             "pullPolicy": {"type": "string", "enum": ["Always", "IfNotPresent", "Never"]},
+            "digest": {"type": "string", "pattern": DIGEST},
         },
         required=["repository", "tag", "pullPolicy"],
+    ),
+    "intOrPercent": {
+        "description": "A number, or a percentage of the replicas (e.g. 25%).",
+        "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^[0-9]+%$"}],
+    },
+    "optionalIntOrPercent": {
+        "description": "A number, a percentage of the replicas, or empty for none.",
+        "anyOf": [ref("intOrPercent"), {"type": "string", "maxLength": 0}],
+    },
+    "strategy": obj(
+        {
+            "type": {"type": "string", "enum": ["RollingUpdate", "Recreate"]},
+            "rollingUpdate": obj({"maxSurge": ref("intOrPercent"), "maxUnavailable": ref("intOrPercent")}),
+        },
+        description="Kubernetes DeploymentStrategy; empty for the chart's choice.",
     ),
     "resources": obj(
         {
@@ -107,6 +124,23 @@ CHART_DEFINITIONS: dict[str, Any] = {
         },
         description="Kubernetes ResourceRequirements (limits and requests).",
     ),
+    "envFrom": {
+        "description": "A list of Kubernetes EnvFromSource.",
+        "type": "array",
+        "items": obj(
+            {
+                "prefix": {"type": "string"},
+                "configMapRef": {"type": "object"},
+                "secretRef": {"type": "object"},
+            }
+        ),
+    },
+    "volumes": {"description": "A list of Kubernetes Volume.", "type": "array", "items": {"type": "object", "required": ["name"]}},
+    "volumeMounts": {
+        "description": "A list of Kubernetes VolumeMount.",
+        "type": "array",
+        "items": {"type": "object", "required": ["name", "mountPath"]},
+    },
     "envVars": {
         "description": "A list of Kubernetes EnvVar.",
         "type": "array",
@@ -194,12 +228,23 @@ def chart_properties() -> dict[str, Any]:
         "nameOverride": {"type": "string", "maxLength": 63},
         "fullnameOverride": {"type": "string", "maxLength": 63},
         "kubeVersionOverride": {"type": "string", "pattern": r"^$|^v?[0-9]+\.[0-9]+(\.[0-9]+)?([-+].*)?$"},
+        "global": {
+            "description": "Values a parent chart shares with its subcharts (Helm's `global`); accepted so this chart can be a subchart, not read.",
+            "type": "object",
+        },
         "replicaCount": integer(0),
+        "strategy": ref("strategy"),
+        "progressDeadlineSeconds": integer(0),
+        "deploymentAnnotations": string_map(),
         "triton": obj(
             {
                 "image": ref("image"),
                 "extraArgs": {"type": "array", "items": {"type": "string"}},
                 "env": ref("envVars"),
+                "envFrom": ref("envFrom"),
+                "extraVolumeMounts": ref("volumeMounts"),
+                "homeSizeLimit": {"anyOf": [ref("quantity"), {"type": "string", "maxLength": 0}]},
+                "preStopSleepSeconds": integer(0),
                 "ports": obj(
                     {"http": ref("port"), "grpc": ref("port"), "metrics": ref("port")},
                     required=["http", "grpc", "metrics"],
@@ -225,8 +270,28 @@ def chart_properties() -> dict[str, Any]:
                     }
                 ),
                 "image": ref("image"),
+                "fetchBudgetSeconds": integer(1),
+                "progressIntervalSeconds": integer(0),
+                "logFormat": {"type": "string", "enum": ["text", "json"]},
+                "metrics": obj(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "port": ref("port"),
+                        "scrapeAnnotations": {"type": "boolean"},
+                        "podMonitor": obj(
+                            {
+                                "enabled": {"type": "boolean"},
+                                "interval": {"type": "string", "pattern": r"^$|^([0-9]+(ms|s|m|h))+$"},
+                                "scrapeTimeout": {"type": "string", "pattern": r"^$|^([0-9]+(ms|s|m|h))+$"},
+                                "labels": string_map(),
+                            }
+                        ),
+                    }
+                ),
                 "extraArgs": {"type": "array", "items": {"type": "string"}},
                 "env": ref("envVars"),
+                "envFrom": ref("envFrom"),
+                "extraVolumeMounts": ref("volumeMounts"),
                 "resources": ref("resources"),
                 "caBundle": obj(
                     {
@@ -271,6 +336,26 @@ def chart_properties() -> dict[str, Any]:
             {
                 "type": {"type": "string", "enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
                 "annotations": string_map(),
+                "headless": obj({"enabled": {"type": "boolean"}}),
+            }
+        ),
+        "metrics": obj(
+            {
+                "serviceMonitor": obj(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "interval": {"type": "string", "pattern": r"^$|^([0-9]+(ms|s|m|h))+$"},
+                        "scrapeTimeout": {"type": "string", "pattern": r"^$|^([0-9]+(ms|s|m|h))+$"},
+                        "labels": string_map(),
+                    }
+                )
+            }
+        ),
+        "podDisruptionBudget": obj(
+            {
+                "enabled": {"type": "boolean"},
+                "minAvailable": ref("optionalIntOrPercent"),
+                "maxUnavailable": ref("optionalIntOrPercent"),
             }
         ),
         "imagePullSecrets": {
@@ -284,6 +369,12 @@ def chart_properties() -> dict[str, Any]:
         "tolerations": {"type": "array", "items": ref("toleration")},
         "affinity": ref("affinity"),
         "priorityClassName": {"type": "string"},
+        "runtimeClassName": ref("optionalK8sName"),
+        "topologySpreadConstraints": {
+            "type": "array",
+            "items": {"type": "object", "required": ["maxSkew", "topologyKey", "whenUnsatisfiable"]},
+        },
+        "extraVolumes": ref("volumes"),
         "terminationGracePeriodSeconds": integer(0),
         "tests": obj({"image": ref("image")}),
     }

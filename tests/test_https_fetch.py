@@ -57,7 +57,8 @@ def test_https_with_matching_secret(tmp_path: Path, https_server, ca_file: Path,
     assert "tok-7f3a" not in result.stderr + result.stdout
     assert "model=my_model event=installed" in result.stderr and "bytes=" in result.stderr and "rate=" in result.stderr
     # Nothing but models in the root, and no work folders left in the staging folder beside it.
-    assert sorted(p.name for p in (tmp_path / "models" / ".repository.staging").iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in (tmp_path / "models" / ".repository.staging").iterdir()) == ["manifest.json",
+                                                                                             "metrics.prom"]
 
 
 def test_wrong_token_is_a_clear_401(tmp_path: Path, https_server, ca_file: Path, cli) -> None:
@@ -177,7 +178,7 @@ def test_hostile_zip_leaves_nothing_behind(tmp_path: Path, site: Path, http_serv
     assert result.status == 1 and "points outside" in result.stderr
     assert installed(tmp_path) == []
     assert not list(tmp_path.rglob("escaped.txt"))
-    assert list((tmp_path / "models" / ".repository.staging").iterdir()) == []
+    assert [p.name for p in (tmp_path / "models" / ".repository.staging").iterdir()] == ["metrics.prom"]
 
 
 def test_sha256_is_checked(tmp_path: Path, http_server, cli) -> None:
@@ -229,7 +230,7 @@ def test_leftovers_of_an_interrupted_run_are_cleared(tmp_path: Path, http_server
     (staging / "work-m-abc123" / "extracted" / "1").mkdir(parents=True)
     values = values_file(tmp_path, [], [f"name=m,uri={http_server.url('my_model.zip')}"])
     assert cli(*fetch_args(tmp_path, values)).status == 0
-    assert sorted(p.name for p in staging.iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in staging.iterdir()) == ["manifest.json", "metrics.prom"]
     assert installed(tmp_path) == ["m"]
 
 

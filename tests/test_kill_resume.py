@@ -73,7 +73,7 @@ def test_an_https_zip_survives_repeated_kills(tmp_path: Path, model_folder: Path
     site.mkdir()
     zip_folder(site / "big_model.zip", model_folder)
     with serve_files(site) as server:
-        server.state.rate = LINK_RATE
+        server.state.send_rate = LINK_RATE
         values = {"lease": {"models": [f"name=big_model,uri={server.url('big_model.zip')}"]}}
         check_run(tmp_path, model_folder, server.state.counter, values, seed=1)
 
@@ -90,7 +90,7 @@ def s3_bucket(tmp_path: Path, model_folder: Path, no_ambient_aws_credentials: No
 
 def test_an_s3_model_survives_repeated_kills(tmp_path: Path, model_folder: Path, s3_bucket: str) -> None:
     with fault_proxy(s3_bucket) as proxy:
-        proxy.state.rate = LINK_RATE
+        proxy.state.send_rate = LINK_RATE
         values = {"server": {"modelRepositories": {"s3": [
             {"repositoryName": "repo0", "bucketName": "models", "endpoint": proxy.url}]}},
             "lease": {"models": ["name=big_model,uri=model://repo0/big_model"]}}

@@ -152,5 +152,5 @@ def test_a_missing_s3_object_fails_the_init_step_with_the_reason_and_triton_does
 def test_the_local_pod_leaves_no_mount_points_behind(sources, tmp_path, fetcher_install):
     run_pod(render(sources), sources, tmp_path / "pod", install=fetcher_install)
     for path in ("/models", "/etc/model-fetcher", "/etc/model-fetcher-ca", "/mnt/model-volumes",
-                 "/var/run/secrets/model-fetcher"):
+                 "/var/run/secrets/model-fetcher", "/home/triton-server"):
         assert not Path(path).exists() or any(Path(path).iterdir()), f"{path} was left behind"

@@ -84,7 +84,7 @@ def test_an_https_zip_changed_after_a_kill_is_fetched_whole_never_mixed(tmp_path
     site.mkdir()
     zip_folder(site / "m.zip", old)
     with serve_files(site) as server:
-        server.state.rate = 64 * MiB
+        server.state.send_rate = 64 * MiB
         args = cli_args(tmp_path, {"lease": {"models": [f"name=m,uri={server.url('m.zip')}"]}})
         kill_once(args, server.state.counter, 48 * MiB, tmp_path / "fetch.log")
         zip_folder(site / "m.zip", new)
@@ -105,7 +105,7 @@ def test_an_s3_object_changed_after_a_kill_is_fetched_again_others_are_kept(tmp_
     root = tmp_path / "buckets"
     model = write_large_model(root / "models" / "m", "m", 128 * MiB, seed=3)
     with rclone_s3(root) as endpoint, fault_proxy(endpoint.url) as proxy:
-        proxy.state.rate = 64 * MiB
+        proxy.state.send_rate = 64 * MiB
         values = {**s3_values({"repositoryName": "repo0", "bucketName": "models", "endpoint": proxy.url}),
                   "lease": {"models": ["name=m,uri=model://repo0/m"]}}
         args = cli_args(tmp_path, values)

@@ -18,8 +18,10 @@ from devkit.models import model_files
 from devkit.ports import free_port
 from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError
 from fetcher.lease.values import S3Repository
+from fetcher.metrics import FetchMetrics
 from fetcher.plan import plan_lease
 from fetcher.model_folder import configured_name
+from fetcher.progress import FetchObserver
 from fetcher.sources import s3 as s3_source
 from fetcher.sources.parallel_download import TransferSettings, split_parts
 from fetcher.sources.s3 import S3Source
@@ -159,9 +161,13 @@ def test_a_large_object_arrives_byte_for_byte_in_ranged_parts(private_s3: S3Endp
     big = hashlib.sha256(b"seed").digest() * (70 * MiB // 32) + b"tail"
     files = {**model_files("big"), "1/weights.bin": big}
     write_bucket_files(private_root, "large", prefixed("big", files))
+    metrics = FetchMetrics()
     run = run_fetch(s3_values(repo(private_s3, "large", **keyed(tmp_path))), ["name=big,uri=model://repo0/big"],
-                    tmp_path)
+                    tmp_path, observer=FetchObserver(metrics))
     assert run.result("big").ok, run.results
+    # Every part reported its bytes, once.
+    assert metrics.registry.get_sample_value("model_fetcher_downloaded_bytes_total",
+                                             {"source": "s3", "model": "big"}) == sum(len(b) for b in files.values())
     got = (run.dest / "big" / "1" / "weights.bin").read_bytes()
     assert len(got) == len(big) and hashlib.sha256(got).digest() == hashlib.sha256(big).digest()
     assert run.result("big").bytes_transferred == sum(len(b) for b in files.values())

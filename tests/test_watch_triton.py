@@ -7,6 +7,7 @@ ConfigMap-style folder), starts Triton once the watcher is ready, then changes t
 
 from __future__ import annotations
 
+import time
 import zipfile
 from pathlib import Path
 from typing import Iterator
@@ -87,6 +88,42 @@ def test_a_removed_model_is_unloaded_then_deleted(pod: WatchPod) -> None:
     assert sorted(p.name for p in pod.repository.iterdir()) == ["alpha"]
     assert triton.infer("alpha", [0, 0, 0, 0]) == [1, 1, 1, 1]
     assert "model=beta event=removed unloaded=true" in pod.log()
+
+
+def test_the_metrics_endpoint_counts_models_added_removed_and_failed(pod: WatchPod, site: Path) -> None:
+    def downloaded(model: str) -> float:
+        return metrics.get(f'model_fetcher_downloaded_bytes_total{{model="{model}",source="https"}}', 0.0)
+
+    metrics = pod.metrics()
+    assert metrics['model_fetcher_models_installed_total{source="https"}'] == 2
+    assert downloaded("alpha") == (site / "alpha.zip").stat().st_size
+    assert metrics["model_fetcher_models"] == 2 and metrics["model_fetcher_syncs_total"] == 1
+    first_success = metrics["model_fetcher_last_successful_sync_timestamp_seconds"]
+    assert first_success > 0
+
+    # beta leaves the lease and gamma joins it.
+    pod.lease({"alpha": "alpha.zip", "gamma": "gamma.zip"})
+    pod.wait_synced(["alpha", "gamma"], "gamma in and beta out")
+    metrics = pod.metrics()
+    # (at least 3: a python model that Triton loaded holds a new __pycache__ here, and is fetched again)
+    assert metrics['model_fetcher_models_installed_total{source="https"}'] >= 3
+    assert metrics["model_fetcher_models_removed_total"] == 1
+    assert downloaded("gamma") == (site / "gamma.zip").stat().st_size
+    assert metrics["model_fetcher_models"] == 2 and metrics["model_fetcher_syncs_total"] >= 2
+    assert metrics["model_fetcher_last_successful_sync_timestamp_seconds"] >= first_success
+    assert (metrics['model_fetcher_fetch_duration_seconds_count{outcome="installed",source="https"}']
+            == metrics['model_fetcher_models_installed_total{source="https"}'])
+
+    # A zip without a model: a failure by reason, and a reconcile failure; from the change on, the
+    # repository no longer holds the whole lease, so the last success stays before it.
+    pod.lease({"alpha": "alpha.zip", "gamma": "gamma.zip", "broken": "no-model.zip"})
+    changed_at = time.time()
+    pod.wait(lambda: "broken" in pod.status().get("failures", {}), "the broken model to be reported")
+    metrics = pod.metrics()
+    assert metrics['model_fetcher_failures_total{reason="layout",source="https"}'] == 1
+    assert metrics['model_fetcher_reconcile_failures_total{reason="models"}'] == 1
+    assert metrics["model_fetcher_last_successful_sync_timestamp_seconds"] <= changed_at
+    assert metrics["model_fetcher_models"] == 2
 
 
 def test_a_changed_uri_serves_the_new_version(pod: WatchPod) -> None:

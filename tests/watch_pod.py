@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from devkit.configmap import ConfigMapDir
 from devkit.https_server import RunningServer
@@ -36,6 +38,7 @@ class WatchPod:
     configmap: ConfigMapDir
     triton_port: int
     install: FetcherInstall
+    metrics_port: int = field(default_factory=free_port)
     stack: ExitStack = field(default_factory=ExitStack)
     process: subprocess.Popen[bytes] | None = None
     triton: RunningTriton | None = None
@@ -67,6 +70,7 @@ class WatchPod:
                 "--retry-interval", "600",
                 "--triton-timeout", "60",
                 "--status-file", str(self.status_file),
+                "--metrics-port", str(self.metrics_port), "--metrics-address", "127.0.0.1",
                 *extra)
         env = {**self.install.environment(), "PYTHONUNBUFFERED": "1"}
         self.install.prepare(self.tmp)
@@ -84,6 +88,18 @@ class WatchPod:
         self.triton = self.stack.enter_context(
             run_triton(self.repository, self.tmp / "triton.log", extra_args=TRITON_ARGS, http_port=self.triton_port))
         return self.triton
+
+    def metrics(self) -> dict[str, float]:
+        """The samples the sidecar serves at /metrics, keyed ``name{label="value",...}`` (labels sorted)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as response:
+            assert response.headers.get("Content-Type", "").startswith("text/plain")
+            text = response.read().decode()
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
 
     def status(self) -> dict[str, Any]:
         try:

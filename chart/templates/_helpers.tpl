@@ -74,6 +74,8 @@ app.kubernetes.io/part-of: triton-lease
 {{- define "triton-lease.secretsDir" -}}/var/run/secrets/model-fetcher{{- end -}}
 {{- define "triton-lease.volumesDir" -}}/mnt/model-volumes{{- end -}}
 {{- define "triton-lease.caBundleDir" -}}/etc/model-fetcher-ca{{- end -}}
+{{- /* Triton's writable home (an emptyDir): the home of the image's user, uid 1000. */ -}}
+{{- define "triton-lease.tritonHome" -}}/home/triton-server{{- end -}}
 {{- /* Sidecar mode: the status `model-fetcher status` reads, in the fetcher's own /tmp (one per pod). */ -}}
 {{- define "triton-lease.sidecarStatusFile" -}}/tmp/model-fetcher-status.json{{- end -}}
 
@@ -152,14 +154,112 @@ The lease's models as JSON {"items": [{"name", "uri", "spec"}]}: a string spec
 
 {{/* Images --------------------------------------------------------------------------------- */}}
 
+{{/* repository@digest when a digest is set (the tag is then ignored), repository:tag otherwise. Call with (list image tag). */}}
+{{- define "triton-lease.image" -}}
+{{- $image := index . 0 -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (index . 1) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "triton-lease.tritonImage" -}}
-{{- printf "%s:%s" .Values.triton.image.repository .Values.triton.image.tag -}}
+{{- include "triton-lease.image" (list .Values.triton.image .Values.triton.image.tag) -}}
 {{- end -}}
 
 {{- define "triton-lease.fetcherImage" -}}
-{{- printf "%s:%s" .Values.fetcher.image.repository (default .Chart.AppVersion .Values.fetcher.image.tag) -}}
+{{- include "triton-lease.image" (list .Values.fetcher.image (default .Chart.AppVersion .Values.fetcher.image.tag)) -}}
 {{- end -}}
 
 {{- define "triton-lease.testImage" -}}
-{{- printf "%s:%s" .Values.tests.image.repository .Values.tests.image.tag -}}
+{{- include "triton-lease.image" (list .Values.tests.image .Values.tests.image.tag) -}}
+{{- end -}}
+
+{{/* Rollouts and budgets ---------------------------------------------------------------------- */}}
+
+{{/* A probe's budget in seconds: initialDelaySeconds + periodSeconds x failureThreshold. */}}
+{{- define "triton-lease.probeBudget" -}}
+{{- add (.initialDelaySeconds | default 0) (mul (.periodSeconds | default 10) (.failureThreshold | default 3)) -}}
+{{- end -}}
+
+{{/* Seconds the first fetch may take: the sidecar's startup probe budget, or fetcher.fetchBudgetSeconds in init mode. */}}
+{{- define "triton-lease.fetchBudget" -}}
+{{- if eq .Values.fetcher.mode "sidecar" -}}
+{{- include "triton-lease.probeBudget" .Values.fetcher.sidecar.startupProbe -}}
+{{- else -}}
+{{- int .Values.fetcher.fetchBudgetSeconds -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Seconds from a pod's start until Triton must be ready: the fetch, then Triton's startup probe. */}}
+{{- define "triton-lease.startupBudget" -}}
+{{- add (include "triton-lease.fetchBudget" . | int) (include "triton-lease.probeBudget" .Values.triton.startupProbe | int) -}}
+{{- end -}}
+
+{{/* The Deployment's progressDeadlineSeconds: the value, or the startup budget plus 600 s for scheduling and image pulls. */}}
+{{- define "triton-lease.progressDeadline" -}}
+{{- if .Values.progressDeadlineSeconds -}}
+{{- int .Values.progressDeadlineSeconds -}}
+{{- else -}}
+{{- add (include "triton-lease.startupBudget" . | int) 600 -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Deployment strategy, as JSON: the value, or one chosen for the repository volume and GPUs
+(see `strategy` in values.yaml for the reasons).
+*/}}
+{{- define "triton-lease.strategy" -}}
+{{- if .Values.strategy -}}
+{{- .Values.strategy | toJson -}}
+{{- else if eq .Values.modelRepository.type "existingClaim" -}}
+{{- dict "type" "Recreate" | toJson -}}
+{{- else if gt (int .Values.triton.gpus) 0 -}}
+{{- dict "type" "RollingUpdate" "rollingUpdate" (dict "maxSurge" 0 "maxUnavailable" 1) | toJson -}}
+{{- else -}}
+{{- dict "type" "RollingUpdate" "rollingUpdate" (dict "maxSurge" 1 "maxUnavailable" 0) | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod labels ------------------------------------------------------------------------------- */}}
+
+{{/* Label keys the Deployment's selector and the Services select by: podLabels may not set them. */}}
+{{- define "triton-lease.selectorKeys" -}}
+{{- list "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/component" | toJson -}}
+{{- end -}}
+
+{{/* The pod's labels as YAML: the chart's, then podLabels (which may replace the informational ones). */}}
+{{- define "triton-lease.podLabels" -}}
+{{- $labels := include "triton-lease.labels" . | fromYaml -}}
+{{- $_ := set $labels "app.kubernetes.io/component" "triton" -}}
+{{- $selectorKeys := include "triton-lease.selectorKeys" . | fromJsonArray -}}
+{{- range $key, $value := (.Values.podLabels | default dict) -}}
+{{- if not (has $key $selectorKeys) -}}
+{{- $_ := set $labels $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $labels -}}
+{{- end -}}
+
+{{/* Volume claims ---------------------------------------------------------------------------- */}}
+
+{{/*
+The volumes[] entries the lease's models name, as JSON {"items": [...]}: only their claims are
+mounted, so a claim that is missing blocks only the leases that use it.
+*/}}
+{{- define "triton-lease.usedVolumes" -}}
+{{- $used := dict -}}
+{{- range (include "triton-lease.models" . | fromJson).items -}}
+{{- if hasPrefix "model://" .uri -}}
+{{- $_ := set $used (regexReplaceAll "^model://([^/]*).*$" .uri "${1}") true -}}
+{{- end -}}
+{{- end -}}
+{{- $volumes := list -}}
+{{- range (.Values.server.modelRepositories.volumes | default list) -}}
+{{- if hasKey $used .repositoryName -}}
+{{- $volumes = append $volumes . -}}
+{{- end -}}
+{{- end -}}
+{{- dict "items" $volumes | toJson -}}
 {{- end -}}

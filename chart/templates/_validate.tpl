@@ -53,6 +53,47 @@ lists them all, each naming the value at fault.
 {{- if and (eq .Values.modelRepository.type "existingClaim") (not .Values.modelRepository.existingClaim.claimName) -}}
 {{- $errors = append $errors "modelRepository.existingClaim.claimName is required when modelRepository.type is existingClaim" -}}
 {{- end -}}
+{{- if eq .Values.modelRepository.type "existingClaim" -}}
+{{- if gt (int .Values.replicaCount) 1 -}}
+{{- $errors = append $errors (printf "replicaCount=%d with modelRepository.type=existingClaim: the replicas would share one repository folder on claim %q and delete each other's models; use replicaCount=1, or modelRepository.type=ephemeral (a claim per pod)" (int .Values.replicaCount) .Values.modelRepository.existingClaim.claimName) -}}
+{{- end -}}
+{{- $strategy := .Values.strategy | default dict -}}
+{{- if and $strategy (ne (toString $strategy.type) "Recreate") -}}
+{{- $rolling := $strategy.rollingUpdate | default dict -}}
+{{- /* Kubernetes' default maxSurge is 25%, at least one pod. */ -}}
+{{- $surge := ternary (toString $rolling.maxSurge) "25%" (hasKey $rolling "maxSurge") -}}
+{{- if not (or (eq $surge "0") (eq $surge "0%")) -}}
+{{- $errors = append $errors (printf "strategy surges (maxSurge %s) with modelRepository.type=existingClaim: during a rollout two pods would share claim %q; use strategy.type=Recreate, rollingUpdate.maxSurge=0, or leave strategy empty (Recreate)" $surge .Values.modelRepository.existingClaim.claimName) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq (toString (.Values.strategy | default dict).type) "Recreate") (.Values.strategy | default dict).rollingUpdate -}}
+{{- $errors = append $errors "strategy.rollingUpdate must be empty when strategy.type is Recreate (Kubernetes refuses the Deployment)" -}}
+{{- end -}}
+{{- if .Values.progressDeadlineSeconds -}}
+{{- $budget := include "triton-lease.startupBudget" . | int -}}
+{{- if lt (int .Values.progressDeadlineSeconds) $budget -}}
+{{- $errors = append $errors (printf "progressDeadlineSeconds=%d is shorter than the fetch and startup budgets (%d s: %s s to fetch, %s, plus Triton's startup probe triton.startupProbe); raise it, or set 0 to derive it" (int .Values.progressDeadlineSeconds) $budget (include "triton-lease.fetchBudget" .) (ternary "fetcher.sidecar.startupProbe" "fetcher.fetchBudgetSeconds" (eq .Values.fetcher.mode "sidecar"))) -}}
+{{- end -}}
+{{- end -}}
+{{- range $key := (include "triton-lease.selectorKeys" . | fromJsonArray) -}}
+{{- if hasKey ($.Values.podLabels | default dict) $key -}}
+{{- $errors = append $errors (printf "podLabels: %q is a selector label the chart sets (the Deployment and Services select pods by it); remove it from podLabels" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- range $kind := list "requests" "limits" -}}
+{{- $resources := get ($.Values.triton.resources | default dict) $kind | default dict -}}
+{{- $gpus := get $resources "nvidia.com/gpu" -}}
+{{- if and (hasKey $resources "nvidia.com/gpu") (ne (toString $gpus) (toString (int $.Values.triton.gpus))) -}}
+{{- $errors = append $errors (printf "triton.resources.%s asks for %v nvidia.com/gpu but triton.gpus is %d: set the number of GPUs with triton.gpus only" $kind $gpus (int $.Values.triton.gpus)) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.triton.preStopSleepSeconds (ge (int .Values.triton.preStopSleepSeconds) (int .Values.terminationGracePeriodSeconds)) -}}
+{{- $errors = append $errors (printf "triton.preStopSleepSeconds=%d must be below terminationGracePeriodSeconds=%d, or Triton is killed before it stops serving" (int .Values.triton.preStopSleepSeconds) (int .Values.terminationGracePeriodSeconds)) -}}
+{{- end -}}
+{{- if and .Values.podDisruptionBudget.enabled (eq (toString .Values.podDisruptionBudget.minAvailable) "") (eq (toString .Values.podDisruptionBudget.maxUnavailable) "") -}}
+{{- $errors = append $errors "podDisruptionBudget.enabled needs podDisruptionBudget.minAvailable or podDisruptionBudget.maxUnavailable" -}}
+{{- end -}}
 {{- if and .Values.fetcher.caBundle.configMapName (not .Values.fetcher.caBundle.key) -}}
 {{- $errors = append $errors "fetcher.caBundle.key is required when fetcher.caBundle.configMapName is set" -}}
 {{- end -}}

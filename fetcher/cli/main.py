@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
@@ -18,12 +19,13 @@ from fetcher.credentials.secrets import SecretStore
 from fetcher.errors import FetcherError
 from fetcher.exit_codes import ExitCode
 from fetcher.lease.values import load_lease
-from fetcher.logs import configure
+from fetcher.logs import LOG_FORMATS, configure, get_logger
 from fetcher.plan import plan_lease
+from fetcher.progress import PROGRESS_INTERVAL, FetchObserver
 from fetcher.repository.install import Repository, default_staging_dir
 from fetcher.runner import fetch_all
 from fetcher.sources.base import FetchOptions
-from fetcher.termination import write_termination_message
+from fetcher.termination import order_failures, write_termination_message
 from fetcher.watch.settings import WatchSettings
 from fetcher.watch.status import STATUS_NAME
 
@@ -31,6 +33,7 @@ DEFAULT_SECRETS_DIR = "/var/run/secrets/model-fetcher"
 DEFAULT_VOLUMES_DIR = "/mnt/model-volumes"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 DEFAULT_CONCURRENCY = 4  # models fetched at once
+METRICS_ADDRESS = "0.0.0.0"  # watch --metrics-port: reachable by the cluster's Prometheus
 
 
 def _size(text: str) -> int:
@@ -65,6 +68,24 @@ def _seconds(text: str) -> float:
     return _positive(text, float, "a number of seconds")
 
 
+def _interval(text: str) -> float:
+    """Seconds, or 0 for never."""
+    try:
+        never = float(text) == 0
+    except ValueError:
+        never = False  # _seconds says what is wrong
+    return 0.0 if never else _seconds(text)
+
+
+def _port(text: str) -> int:
+    if text.strip() == "0":
+        return 0
+    port = _count(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535, or 0 for none)")
+    return port
+
+
 def _http_url(text: str) -> str:
     if not text.lower().startswith(("http://", "https://")):
         raise argparse.ArgumentTypeError(f"{text!r} has no scheme: write http://{text} (or https://)")
@@ -90,6 +111,9 @@ def _add_lease_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--debug", "--traceback", action="store_true",
                         help="log at DEBUG level, with the stack of an internal error (for a bug report)")
+    parser.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                        help="log lines as key=value text, or one JSON object a line with the same keys "
+                             "(default: %(default)s)")
 
 
 def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +142,9 @@ def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
                         help="never ask the source whether an installed model's content changed at the same URI "
                              "(one ranged GET or S3 listing per model, on each fetch and each watch poll); "
                              "for sources known to be immutable")
+    parser.add_argument("--progress-interval", type=_interval, default=PROGRESS_INTERVAL, metavar="SECONDS",
+                        help="log a progress line (bytes, total, rate, ETA) for each model in flight this often; "
+                             "0 for none (default: %(default)s)")
 
 
 def _add_watch_options(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +164,10 @@ def _add_watch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status-file", type=Path, metavar="FILE",
                         help="where the sidecar's status is written for `model-fetcher status` "
                              "(default: status.json in the staging folder)")
+    parser.add_argument("--metrics-port", type=_port, default=0, metavar="PORT",
+                        help="serve Prometheus metrics at http://ADDRESS:PORT/metrics; 0 for none (default: %(default)s)")
+    parser.add_argument("--metrics-address", default=METRICS_ADDRESS, metavar="ADDRESS",
+                        help="the address the metrics server listens on (default: %(default)s)")
 
 
 def _add_status_options(parser: argparse.ArgumentParser) -> None:
@@ -177,9 +208,10 @@ def _lease_options(args: argparse.Namespace) -> FetchOptions:
     return FetchOptions(secrets=SecretStore(args.secrets_dir), volumes_dir=args.volumes_dir)
 
 
-def _fetch_options(args: argparse.Namespace) -> FetchOptions:
+def _fetch_options(args: argparse.Namespace, observer: FetchObserver) -> FetchOptions:
     return dataclasses.replace(
         _lease_options(args),
+        observer=observer,
         ca_bundle=args.ca_bundle,
         max_model_bytes=args.max_model_size,
         volume_mode=args.volume_mode,
@@ -208,6 +240,7 @@ def _watch_settings(args: argparse.Namespace) -> WatchSettings:
         retry_interval=args.retry_interval,
         triton_connect_timeout=args.triton_connect_timeout,
         triton_timeout=args.triton_timeout,
+        log_format=args.log_format,
     )
 
 
@@ -233,33 +266,86 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
         return int(exc.code or 0) and ExitCode.USAGE
     if args.command == "status":
         return _status(args, stdout)
-    log = configure("DEBUG" if args.debug else args.log_level)
-    if args.command == "watch":
-        from fetcher.watch.command import run_watch
+    log = configure("DEBUG" if args.debug else args.log_level, args.log_format)
+    if args.command == "explain":
+        try:
+            plans = plan_lease(load_lease(args.values, args.model), _lease_options(args))
+        except FetcherError as exc:
+            log.error("error=%s", exc)
+            return ExitCode.BAD_INPUT
+        print_plans(plans, stdout, as_json=args.json)
+        return ExitCode.SUCCESS
+    from fetcher.metrics import FetchMetrics  # not for explain: it must start fast
 
-        return run_watch(_watch_settings(args), _fetch_options(args))
-    termination_log = args.termination_log if args.command == "fetch" else None
-    options = _fetch_options(args) if args.command == "fetch" else _lease_options(args)
+    observer = FetchObserver(FetchMetrics(), interval=args.progress_interval)
+    if args.command == "watch":
+        return _watch(args, observer)
+    return _fetch(args, observer)
+
+
+def _fetch(args: argparse.Namespace, observer: FetchObserver) -> int:
+    log = get_logger()
+    options = _fetch_options(args, observer)
+    repository = _repository(args)
+    started = time.monotonic()
     try:
         plans = plan_lease(load_lease(args.values, args.model), options)
-        if args.command == "explain":
-            print_plans(plans, stdout, as_json=args.json)
-            return ExitCode.SUCCESS
-        results = fetch_all(plans, _repository(args), options, args.concurrency)
+        with observer.reporting():
+            results = fetch_all(plans, repository, options, args.concurrency)
     except FetcherError as exc:
         log.error("error=%s", exc)
-        write_termination_message(termination_log, [str(exc)])
+        write_termination_message(args.termination_log, [str(exc)])
         return ExitCode.BAD_INPUT
-    failures = [f"model {r.name!r}: {r.error}" for r in results if not r.ok]
+    failures = [(f"model {r.name!r}: {r.error}", r.reason) for r in results if not r.ok]
     total = sum(r.bytes_transferred for r in results)
-    log.info("event=done models=%d installed=%d failed=%d bytes=%d", len(results), len(results) - len(failures),
-             len(failures), total)
+    figures = _write_metrics_file(observer, repository)
+    log.info("event=done models=%d installed=%d failed=%d bytes=%d seconds=%.2f%s", len(results),
+             len(results) - len(failures), len(failures), total, time.monotonic() - started, figures)
     if failures:
-        for line in failures:
-            print(line, file=sys.stderr)
-        write_termination_message(termination_log, failures)
+        if args.log_format == "text":  # in JSON, the event=failed lines say it, and stderr stays JSON
+            for line, _reason in failures:
+                print(line, file=sys.stderr)
+        write_termination_message(args.termination_log, order_failures(failures))
         return ExitCode.MODELS_FAILED
     return ExitCode.SUCCESS
+
+
+def _write_metrics_file(observer: FetchObserver, repository: Repository) -> str:
+    """Write the run's metrics into the staging folder (node exporter textfile format); return their
+    totals as fields for the last log line."""
+    metrics = observer.metrics
+    if metrics is None:
+        return ""
+    from fetcher.metrics import TEXTFILE_NAME
+
+    figures = " ".join(f"{key}={value}" for key, value in metrics.totals().items())
+    path = repository.staging / TEXTFILE_NAME
+    try:
+        metrics.write_textfile(path)
+    except OSError as exc:
+        return f" {figures} metrics_file=- metrics_error={exc.strerror or exc}"
+    return f" {figures} metrics_file={path}"
+
+
+def _watch(args: argparse.Namespace, observer: FetchObserver) -> int:
+    from fetcher.watch.command import run_watch
+
+    log = get_logger()
+    server = None
+    if args.metrics_port and observer.metrics is not None:
+        try:
+            server = observer.metrics.serve(args.metrics_address, args.metrics_port)
+        except FetcherError as exc:
+            log.error("error=%s", exc)
+            write_termination_message(args.termination_log, [str(exc)])
+            return ExitCode.USAGE
+        log.info("event=metrics-serving address=%s port=%d path=/metrics", args.metrics_address, server.port)
+    try:
+        with observer.reporting():
+            return run_watch(_watch_settings(args), _fetch_options(args, observer))
+    finally:
+        if server is not None:
+            server.close()
 
 
 def main() -> int:

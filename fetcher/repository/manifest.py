@@ -96,6 +96,12 @@ class Manifest:
         with self._lock:
             entry = self._entries.get(name)
         return entry.get("validators") if entry else None
+    def installed_bytes(self, name: str) -> int:
+        """The recorded size of an installed model's files (0 for a link or an unknown model)."""
+        with self._lock:
+            entry = self._entries.get(name) or {}
+        files = entry.get("files") or {}
+        return sum(size for size in files.values() if isinstance(size, int))
 
     def names(self) -> set[str]:
         with self._lock:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from fetcher.credentials.secrets import SecretStore
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import HttpsRepository, S3Repository, VolumeRepository
+from fetcher.progress import FetchObserver
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class FetchOptions:
     model_timeout: float = 3600.0  # seconds one model's fetch may take in all
     transfer_concurrency: int = 4
     change_check: bool = True  # compare an installed model's source validators (ETag...) on each check
+    observer: FetchObserver = field(default_factory=FetchObserver)  # progress and metrics of the run
 
 
 RepositoryConfig = HttpsRepository | VolumeRepository | S3Repository

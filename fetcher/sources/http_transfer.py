@@ -27,6 +27,7 @@ from fetcher.buffers import READ_SIZE
 from fetcher.errors import DownloadError, TooLargeError, WriteError, os_reason
 from fetcher.lease.uri import redact_url
 from fetcher.logs import get_logger
+from fetcher.progress import ModelProgress
 from fetcher.sources.parallel_download import ParallelDownload, RemoteFile, RetryableTransferError
 from fetcher.sources.parallel_download import TransferSettings as PartSettings
 from fetcher.sources.resume_journal import TransferJournal
@@ -91,8 +92,10 @@ class HttpDownload:
     """One file's download. ``describe_status`` turns a final non-2xx response into a DownloadError."""
 
     def __init__(self, url: str, secret: SecretValue | None, settings: HttpSettings,
-                 describe_status: Callable[[requests.Response, str], DownloadError]) -> None:
+                 describe_status: Callable[[requests.Response, str], DownloadError],
+                 progress: ModelProgress | None = None) -> None:
         self.start_url = url
+        self.progress = progress
         self.secret = secret
         self.settings = settings
         self.describe_status = describe_status
@@ -118,6 +121,8 @@ class HttpDownload:
         if resource.size is not None and resource.size > self.settings.max_bytes:
             response.close()
             raise self._too_large()
+        if self.progress is not None:
+            self.progress.expect(resource.size)
         parallel = (resource.accepts_ranges and resource.size is not None
                     and resource.size >= self.settings.parallel_min_bytes and self.settings.concurrency > 1)
         if parallel:
@@ -168,8 +173,12 @@ class HttpDownload:
             first_byte = written if resource.accepts_ranges else 0  # without ranges, only from the start
             response = self._open(resource.url, first_byte=first_byte, validator=resource.validator)
             if first_byte == 0 or response.status_code == 200:  # a whole body: the file changed, or no ranges
+                if self.progress is not None:
+                    self.progress.discard(written)
                 written = 0
                 os.ftruncate(fd, 0)
+            elif self.progress is not None:
+                self.progress.reused("resume", written)
         raise AssertionError("unreachable")
 
     # -- parallel parts written in place -----------------------------------------------------
@@ -181,7 +190,8 @@ class HttpDownload:
         settings = PartSettings(concurrency=self.settings.concurrency, part_size=self.settings.part_bytes,
                                 multipart_threshold=self.settings.parallel_min_bytes - 1, attempts=RESUME_ATTEMPTS + 1)
         parts = ParallelDownload(lambda _file, start, end: self._read_range(resource, start, end), settings,
-                                 where=redact_url(resource.url), deadline=self.settings.deadline, journal=journal)
+                                 where=redact_url(resource.url), deadline=self.settings.deadline,
+                                 progress=self.progress, journal=journal)
         temp_dir = path.parent / f".{path.name}.parts"
         try:
             return parts.run((remote,), path.parent, temp_dir)
@@ -230,6 +240,8 @@ class HttpDownload:
                         raise self._too_large()
                     os.pwrite(fd, chunk, position)
                     position += len(chunk)
+                    if self.progress is not None:
+                        self.progress.add(len(chunk))
                     self._check_deadline()
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
                 requests.exceptions.Timeout, urllib3.exceptions.HTTPError) as exc:

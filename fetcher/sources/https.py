@@ -21,6 +21,7 @@ from fetcher.file_digest import sha256_hex
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.uri import redact_url
 from fetcher.lease.values import HttpsRepository, LeaseValues
+from fetcher.progress import ModelProgress
 from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
 from fetcher.sources.http_transfer import RETRY_STATUSES, HttpDownload, HttpSettings, Resource
 from fetcher.sources.resume_journal import TransferJournal
@@ -72,7 +73,8 @@ class HttpsSource:
             concurrency=self.options.transfer_concurrency,
             deadline=time.monotonic() + self.options.model_timeout,
         )
-        download = self._download(plan, secret, settings)
+        progress = self.options.observer.model(plan.spec.name, plan.source)
+        download = self._download(plan, secret, settings, progress)
         try:
             transferred = download.fetch_to(str(archive), TransferJournal(workdir / "journal"))
             resource = download.resource
@@ -82,6 +84,7 @@ class HttpsSource:
             archive.unlink()
             raise IntegrityError(f"{plan.location}: the sha256 of the download does not match the model spec",
                                  hint="the file on the server is not the one the lease pins; nothing was installed")
+        progress.phase("unpack")
         extracted = workdir / "extracted"
         shutil.rmtree(extracted, ignore_errors=True)  # a killed run's half extraction: the archive is whole
         extracted.mkdir()
@@ -106,8 +109,10 @@ class HttpsSource:
         finally:
             download.close()
 
-    def _download(self, plan: ModelPlan[HttpsTarget], secret: SecretValue | None, settings: HttpSettings) -> HttpDownload:
-        return HttpDownload(plan.target.url, secret, settings, lambda r, url: _status_error(r, url, plan))
+    def _download(self, plan: ModelPlan[HttpsTarget], secret: SecretValue | None, settings: HttpSettings,
+                  progress: ModelProgress | None = None) -> HttpDownload:
+        return HttpDownload(plan.target.url, secret, settings, lambda r, url: _status_error(r, url, plan),
+                            progress=progress)
 
     def _secret(self, plan: ModelPlan[HttpsTarget]) -> SecretValue | None:
         if plan.secret is None:

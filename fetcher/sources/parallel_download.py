@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from fetcher.errors import DownloadError, IntegrityError, WriteError
+from fetcher.progress import ModelProgress
 from fetcher.sources.resume_journal import FileRecord, TransferJournal
 
 MiB = 1024 * 1024
@@ -73,9 +74,10 @@ class _FileState:
 
 class ParallelDownload:
     def __init__(self, read_range: ReadRange, settings: TransferSettings, *, where: str,
-                 deadline: float | None = None, journal: TransferJournal | None = None,
-                 verify: Verify | None = None) -> None:
+                 deadline: float | None = None, progress: ModelProgress | None = None,
+                 journal: TransferJournal | None = None, verify: Verify | None = None) -> None:
         self.read_range = read_range
+        self.progress = progress  # told of every chunk written, and of bytes kept when a part resumes
         self.journal = journal
         self.verify = verify
         self.settings = settings
@@ -165,6 +167,8 @@ class ParallelDownload:
         key = state.file.key
         offset = min(max(self.journal.offset(key, start), start), end) if self.journal is not None else start
         resumed_at = offset
+        if self.progress is not None:
+            self.progress.reused("resume", resumed_at - start)  # written by a run that was killed
         failures = 0
         while offset < end:
             if self._cancel.is_set():
@@ -186,6 +190,8 @@ class ParallelDownload:
                         offset += len(chunk)
                         if self.journal is not None:
                             self.journal.advance(key, start, offset)
+                        if self.progress is not None:
+                            self.progress.add(len(chunk))
                 finally:
                     os.close(fd)
                 if offset < end:
@@ -196,6 +202,8 @@ class ParallelDownload:
                     raise DownloadError(
                         f"{self.where}: the transfer of {state.file.key!r} kept breaking off ({exc})"
                     ) from None
+                if self.progress is not None:
+                    self.progress.reused("resume", offset - start)
             except OSError as exc:
                 raise WriteError.of(f"{self.where}: cannot write {state.file.relative!r}", exc) from None
         return end - resumed_at

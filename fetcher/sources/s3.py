@@ -183,13 +183,15 @@ class S3Source:
             "model=%s event=s3-listed objects=%d bytes=%d credentials=%s",
             plan.spec.name, len(objects.files), objects.total_bytes, target.credentials.kind,
         )
+        progress = self.options.observer.model(plan.spec.name, plan.source)
+        progress.expect(objects.total_bytes)
         model_dir = workdir / "model"
         for folder in objects.folders:
             (model_dir / folder).mkdir(parents=True, exist_ok=True)
         files = tuple(dataclasses.replace(f, validator=etags.get(f.key)) for f in objects.files)
         checks = self._checks = ObjectChecks(client, target)
         download = ParallelDownload(self._reader(client, target), self.settings, where=target.where,
-                                    deadline=deadline, journal=TransferJournal(workdir / "journal"),
+                                    deadline=deadline, progress=progress, journal=TransferJournal(workdir / "journal"),
                                     verify=checks.verify)
         transferred = download.run(files, model_dir, workdir / "partial")
         get_logger().info("model=%s event=s3-verified %s", plan.spec.name, checks.summary())

@@ -12,7 +12,7 @@ import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError, TooLargeError
 from fetcher.lease.model_spec import ModelSpec
@@ -90,7 +90,9 @@ class VolumeSource:
                                 size=model.total_bytes)
         target = workdir / "model"
         shutil.rmtree(target, ignore_errors=True)  # a copy a killed run left half done
-        copy_tree(model, target)
+        progress = self.options.observer.model(plan.spec.name, plan.source)
+        progress.expect(model.total_bytes)
+        copy_tree(model, target, on_file=progress.add)
         return FetchedModel(model_dir=target, bytes_transferred=model.total_bytes)
 
     def validators(self, _plan: ModelPlan[VolumeTarget]) -> None:
@@ -192,8 +194,9 @@ def _listing_hint(folder: Path, prefix: str = "the folder above holds") -> str |
     return f"{prefix}: {shown}{more}"
 
 
-def copy_tree(model: VolumeModel, target: Path) -> None:
-    """Copy the scanned tree to ``target`` (new), as plain writable files and folders."""
+def copy_tree(model: VolumeModel, target: Path, on_file: Callable[[int], None] | None = None) -> None:
+    """Copy the scanned tree to ``target`` (new), as plain writable files and folders; ``on_file(size)``
+    after each file."""
     try:
         target.mkdir()
         for entry in model.entries:
@@ -202,6 +205,8 @@ def copy_tree(model: VolumeModel, target: Path) -> None:
                 destination.mkdir()
             else:
                 shutil.copyfile(entry.source, destination)
+                if on_file is not None:
+                    on_file(entry.size)
     except OSError as exc:
         raise DownloadError(f"cannot copy {str(model.real_dir)!r}: {exc.strerror or exc}") from None
 

@@ -109,10 +109,14 @@ class _Sidecar:
         triton_up = self.triton.live()
         result = self.reconciler.sync(initial, load=triton_up)
         _report(result)
+        for name in result.unchanged:  # installed before this sidecar (re)started, and kept
+            self.options.observer.kept(name, self.reconciler.installed_bytes(name))
+        self._measure(result)
         if result.failures and not triton_up:
             lines = [f"model {name!r}: {why}" for name, why in sorted(result.failures.items())]
-            for line in lines:
-                print(line, file=sys.stderr)
+            if self.settings.log_format == "text":  # in JSON, the event=failed lines say it
+                for line in lines:
+                    print(line, file=sys.stderr)
             return self._failed(result.failures, lines, ExitCode.MODELS_FAILED)
         self.status.ready, self.status.phase = True, "watching"
         self._record(result)
@@ -131,6 +135,8 @@ class _Sidecar:
         if not changed and not self.backoff.is_due():
             # A failed sync waits for its retry: a changed model Triton refused is not fetched at every poll.
             if not self.options.change_check or self.backoff.due_at is not None or not self._source_changed():
+                if not self.status.failures and self.options.observer.metrics is not None:
+                    self.options.observer.metrics.in_sync()  # the repository still holds the whole lease
                 return True
             event = "source-changed"
         else:
@@ -143,6 +149,7 @@ class _Sidecar:
             # Broken values: keep serving what is there and wait for the next change.
             self.log.error("event=values-refused error=%s", exc)
             self.status.failures, self.status.last_sync, self.backoff.due_at = {"values": str(exc)}, now_text(), None
+            self._measure(SyncResult(failures={"values": str(exc)}))
             self.write()
             return True
         assert self.reconciler is not None  # initial_sync made it
@@ -154,6 +161,7 @@ class _Sidecar:
         else:
             result = SyncResult(failures={"triton": f"Triton at {self.triton.url} is not live; nothing was changed"})
             self.log.error("event=sync-postponed error=%s", result.failures["triton"])
+        self._measure(result)
         self._record(result)
         if result.failures:
             delay = self.backoff.failed()
@@ -176,6 +184,15 @@ class _Sidecar:
             if time.monotonic() >= deadline or self.stop.wait(1.0):
                 return False
         return True
+
+    def _measure(self, result: SyncResult) -> None:
+        metrics = self.options.observer.metrics
+        if metrics is None or self.reconciler is None:
+            return
+        reason = None
+        if result.failures:
+            reason = next((key for key in ("values", "triton") if key in result.failures), "models")
+        metrics.synced(len(self.reconciler.installed()), reason)
 
     def _record(self, result: SyncResult) -> None:
         assert self.reconciler is not None

@@ -53,6 +53,9 @@ class Reconciler:
     def installed(self) -> list[str]:
         return sorted(self.manifest.names())
 
+    def installed_bytes(self, name: str) -> int:
+        return self.manifest.installed_bytes(name)
+
     def sync(self, plans: list[ModelPlan], *, load: bool) -> SyncResult:
         """Apply the lease; with ``load`` False (Triton not started yet) only the files change."""
         result = SyncResult()
@@ -97,6 +100,8 @@ class Reconciler:
             self.triton.wait_unloaded(name, self.unload_timeout)
         self.repository.remove(name)
         self.manifest.forget(name)
+        if self.options.observer.metrics is not None:
+            self.options.observer.metrics.model_removed()
         self.log.info("model=%s event=removed%s", name, " unloaded=true" if load else "")
 
     def _apply(self, plan: ModelPlan, load: bool) -> str | None:

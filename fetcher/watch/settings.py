@@ -23,3 +23,4 @@ class WatchSettings:
     retry_interval: float = 60.0
     triton_connect_timeout: float = 5.0
     triton_timeout: float = 600.0  # one load or unload; also the wait for Triton to be live
+    log_format: str = "text"  # "json": failures are told by the event=failed lines only, stderr stays JSON

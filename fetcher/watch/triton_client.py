@@ -13,6 +13,8 @@ from fetcher.errors import FetcherError, os_reason
 class TritonError(FetcherError):
     """Triton could not be reached, or refused a load or an unload."""
 
+    failure_reason = "triton"  # the label of model_fetcher_failures_total
+
 
 class TritonClient:
     def __init__(self, url: str, *, connect_timeout: float = 5.0, load_timeout: float = 600.0) -> None:

@@ -9,7 +9,7 @@ import helm_python
 import pytest
 import yaml
 
-from devkit.chart import CHART_DIR, ROOT, Rendered, merge_values  # noqa: F401 - shared with the demo
+from devkit.chart import CHART_DIR, ROOT, Rendered, merge_values, render_chart  # noqa: F401 - shared with the demo
 
 RELEASE = "lease1"
 NAMESPACE = "models"
@@ -35,8 +35,16 @@ def chart() -> helm_python.Chart:
 def render(chart: helm_python.Chart) -> Callable[..., Rendered]:
     """render(values, ...) -> Rendered, with the release name and namespace of every test."""
 
-    def _render(values: dict[str, Any] | None = None, *, name: str = RELEASE, namespace: str = NAMESPACE) -> Rendered:
-        return Rendered(chart.render(values or {}, name=name, namespace=namespace))
+    def _render(
+        values: dict[str, Any] | None = None,
+        *,
+        name: str = RELEASE,
+        namespace: str = NAMESPACE,
+        kube_version: str | None = None,
+        api_versions: tuple[str, ...] = (),
+    ) -> Rendered:
+        return render_chart(values or {}, name=name, namespace=namespace, chart=chart,
+                            kube_version=kube_version, api_versions=api_versions)
 
     return _render
 
@@ -63,3 +71,26 @@ def load_example(name: str) -> dict[str, Any]:
 
 
 EXAMPLES = sorted(p.name for p in (Path(__file__).parent / "examples").glob("*.yaml"))
+
+
+# Every optional setting of a real cluster at once (each has its own test file too).
+EVERY_ESCAPE_HATCH: dict[str, Any] = {
+    "replicaCount": 2,
+    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "50%"}},
+    "progressDeadlineSeconds": 7200,
+    "deploymentAnnotations": {"team": "ml"},
+    "runtimeClassName": "nvidia",
+    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                   "whenUnsatisfiable": "DoNotSchedule"}],
+    "extraVolumes": [{"name": "plugins", "configMap": {"name": "triton-plugins"}}],
+    "podLabels": {"team": "ml"},
+    "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+    "service": {"headless": {"enabled": True}},
+    "metrics": {"serviceMonitor": {"enabled": True, "interval": "30s"}},
+    "triton": {"envFrom": [{"secretRef": {"name": "triton-env"}}], "homeSizeLimit": "2Gi",
+               "extraVolumeMounts": [{"name": "plugins", "mountPath": "/opt/plugins", "readOnly": True}],
+               "resources": {"requests": {"ephemeral-storage": "25Gi"}},
+               "image": {"digest": "sha256:" + "b" * 64}},
+    "fetcher": {"envFrom": [{"configMapRef": {"name": "proxy"}}],
+                "extraVolumeMounts": [{"name": "plugins", "mountPath": "/etc/plugins"}]},
+}

@@ -13,6 +13,8 @@ FETCH_ARGS = [
     "--secrets-dir", SECRETS_DIR,
     "--volumes-dir", VOLUMES_DIR,
     "--termination-log", "/dev/termination-log",
+    "--progress-interval", "10",
+    "--log-format", "text",
 ]
 
 

@@ -27,13 +27,9 @@ def arg(container, flag):
 
 def mount_of(rendered, container, path):
     """The volumeMount holding path (the deepest one), and path relative to it."""
-    best = None
-    for mount_path, mount in rendered.mounts(container).items():
-        if PurePosixPath(path) == PurePosixPath(mount_path) or PurePosixPath(mount_path) in PurePosixPath(path).parents:
-            if best is None or len(mount_path) > len(best[0]):
-                best = (mount_path, mount)
-    assert best, f"{path} is not on any volume of {container['name']}"
-    return best[1], str(PurePosixPath(path).relative_to(best[0]))
+    found = rendered.mount_holding(container, path)
+    assert found, f"{path} is not on any volume of {container['name']}"
+    return found
 
 
 FULL = merge_values(
@@ -80,7 +76,9 @@ def test_each_secret_file_is_at_secrets_dir_name_key(render):
 
 
 def test_each_claim_is_at_volumes_dir_repository_name_in_both_containers(render):
-    rendered = render(FULL)
+    # FULL's lease is the S3 example's; a model of the volume makes the chart mount its claim.
+    models = FULL["lease"]["models"] + ["name=volume_model,uri=model://volume-models/my_model"]
+    rendered = render(merge_values(FULL, {"lease": {"models": models}}))
     volumes_dir = arg(rendered.fetcher, "--volumes-dir")
     for container in (rendered.fetcher, rendered.triton):
         mount, relative = mount_of(rendered, container, f"{volumes_dir}/volume-models/my_model")

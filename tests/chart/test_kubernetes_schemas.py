@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import CHART_DIR, EXAMPLES, OLDEST_KUBERNETES, load_example, merge_values
+from conftest import CHART_DIR, EVERY_ESCAPE_HATCH, EXAMPLES, OLDEST_KUBERNETES, load_example, merge_values
 
 NEWEST_KUBERNETES = kubernetes_validate.latest_version() + ".0"
 VERSIONS = [OLDEST_KUBERNETES, NEWEST_KUBERNETES]
@@ -39,6 +39,7 @@ VALUE_SETS = {
     "ephemeral": merge_values(FULL, {"modelRepository": {"type": "ephemeral", "ephemeral": {"storageClassName": "fast"}}}),
     "existing-claim": {"modelRepository": {"type": "existingClaim", "existingClaim": {"claimName": "models"}},
                        "serviceAccount": {"create": False}, "triton": {"gpus": 0, "shmSize": ""}},
+    "escape-hatches": merge_values(FULL, EVERY_ESCAPE_HATCH),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import helm_python
 import pytest
 
-from conftest import CHART_DIR, EXAMPLES, load_example
+from conftest import CHART_DIR, EVERY_ESCAPE_HATCH, EXAMPLES, load_example
 
 WARNING = 2
 
@@ -15,6 +15,13 @@ WARNING = 2
 def test_lint_is_clean(example, kube_version):
     values = load_example(example) if example else None
     report = helm_python.lint(CHART_DIR, values, strict=True, kube_version=kube_version, namespace="models")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= WARNING] == []
+
+
+@pytest.mark.parametrize("kube_version", ["v1.25.0", "v1.37.0"])
+def test_lint_is_clean_with_every_escape_hatch(kube_version):
+    report = helm_python.lint(CHART_DIR, EVERY_ESCAPE_HATCH, strict=True, kube_version=kube_version, namespace="models")
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= WARNING] == []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import load_example
+from conftest import EVERY_ESCAPE_HATCH, load_example, merge_values
 
 
 def restricted_problems(pod_spec: dict) -> list[str]:
@@ -38,6 +38,13 @@ def restricted_problems(pod_spec: dict) -> list[str]:
 @pytest.mark.parametrize("example", [None, "ref-S3-keys.yaml", "ref-volumes.yaml"])
 def test_triton_pod_is_restricted(render, example):
     rendered = render(load_example(example) if example else {})
+    assert restricted_problems(rendered.pod) == []
+
+
+@pytest.mark.parametrize("mode", ["init", "sidecar"])
+def test_pod_with_every_escape_hatch_is_restricted(render, mode):
+    rendered = render(merge_values(EVERY_ESCAPE_HATCH, {"fetcher": {"mode": mode}}))
+    assert rendered.pod["runtimeClassName"] == "nvidia"
     assert restricted_problems(rendered.pod) == []
 
 

@@ -25,3 +25,18 @@ def test_existing_service_account(render):
 
 def test_default_account_when_not_created(render):
     assert render({"serviceAccount": {"create": False}}).pod["serviceAccountName"] == "default"
+
+
+def test_role_with_an_existing_account_is_not_dropped_silently(render):
+    rendered = render({"serviceAccount": {"create": False, "name": "irsa-models"},
+                       "server": {"security": {"aws": {"role": ROLE}}}})
+    assert rendered.kind("ServiceAccount") == []
+    assert 'serviceAccount.create is false, so the chart annotates no ServiceAccount' in rendered.notes
+    assert '"irsa-models" must itself carry the annotation' in rendered.notes
+    assert f"eks.amazonaws.com/role-arn: {ROLE}" in rendered.notes
+
+
+def test_annotations_with_an_existing_account_are_reported(render):
+    notes = render({"serviceAccount": {"create": False, "annotations": {"team": "ml"}}}).notes
+    assert "serviceAccount.annotations are not applied" in notes
+    assert "WARNING" not in render({}).notes

@@ -71,3 +71,15 @@ def test_same_repository_name_in_a_model_and_a_list_is_fine(render):
          "lease": {"models": ["name=a,uri=model://models/a", " name=b, uri=model://bucket/parent/b"]}}
     )
     assert rendered.fetcher_values["lease"]["models"][1] == " name=b, uri=model://bucket/parent/b"
+
+
+@pytest.mark.parametrize("kind", ["requests", "limits"])
+@pytest.mark.parametrize("asked, gpus", [(2, 1), ("4", 2), (1, 0)])
+def test_gpus_in_resources_must_match_triton_gpus(render_error, kind, asked, gpus):
+    message = render_error({"triton": {"gpus": gpus, "resources": {kind: {"nvidia.com/gpu": asked}}}})
+    assert f"triton.resources.{kind} asks for {asked} nvidia.com/gpu but triton.gpus is {gpus}" in message
+
+
+def test_gpus_in_resources_equal_to_triton_gpus_are_fine(render):
+    resources = render({"triton": {"gpus": 2, "resources": {"requests": {"nvidia.com/gpu": 2}}}}).triton["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == 2 and resources["limits"]["nvidia.com/gpu"] == 2

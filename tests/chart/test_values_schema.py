@@ -240,3 +240,41 @@ GOOD_VALUES = [
 @pytest.mark.parametrize("values", [pytest.param(v, id=i) for i, v in GOOD_VALUES])
 def test_good_value_is_accepted(render, values):
     render(values)
+
+
+IP_TARGET_URIS = [
+    "2001:db8::1",
+    "::1",
+    "[2001:db8::1]",
+    "[2001:db8::1]:8443",
+    "[::1]/models/internal",
+    "::ffff:192.0.2.1/models",
+    "192.0.2.10:8080/models",
+]
+
+
+@pytest.mark.parametrize("target_uri", IP_TARGET_URIS)
+def test_ip_target_uris_the_fetcher_takes_pass_the_schema(render, target_uri):
+    from fetcher.credentials.target_uri import parse_target_uri
+    from fetcher.lease.values import validate_values
+
+    assert parse_target_uri(target_uri).is_ip
+    rendered = render({"server": {"modelRepositories": {"https": [{"secretName": "s", "targetUri": target_uri}]}}})
+    # The chart passes it on, and the fetcher's own check of the values (the same schema) takes it.
+    validate_values(rendered.fetcher_values, origin="the ConfigMap")
+    assert rendered.fetcher_values["server"]["modelRepositories"]["https"][0]["targetUri"] == target_uri
+
+
+def test_an_ipv6_target_uri_chooses_its_secret():
+    from fetcher.credentials.target_uri import choose_secret
+    from fetcher.lease.values import HttpsRepository
+
+    entries = (HttpsRepository(secret_name="v6", target_uri="[2001:db8::1]:8443/models"),)
+    assert choose_secret("https://[2001:db8::1]:8443/models/m.zip", entries).secret_name == "v6"
+    assert choose_secret("https://[2001:db8::2]:8443/models/m.zip", entries).secret_name is None
+
+
+@pytest.mark.parametrize("target_uri", ["[2001:db8::1", "models.example.com/a b", "-bad.example.com", "h?x=1"])
+def test_malformed_target_uris_are_refused(render_error, target_uri):
+    message = render_error({"server": {"modelRepositories": {"https": [{"secretName": "s", "targetUri": target_uri}]}}})
+    assert "targetUri" in message
