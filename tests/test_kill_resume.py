@@ -65,7 +65,7 @@ def check_run(tmp_path: Path, model_folder: Path, counter: ByteCounter, values: 
     assert len(report.kills) == KILLS
     assert ratio < OVERHEAD_LIMIT, f"the server sent {ratio:.2f}x the model's size over {KILLS} kills"
     staging = tmp_path / "models" / ".repository.staging"
-    assert sorted(p.name for p in staging.iterdir()) == ["manifest.json"]  # the resumable work is gone
+    assert not [p.name for p in staging.iterdir() if p.is_dir()]  # the resumable work is gone
 
 
 def test_an_https_zip_survives_repeated_kills(tmp_path: Path, model_folder: Path) -> None:
