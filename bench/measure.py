@@ -14,6 +14,10 @@ Peak memory, two numbers, the report uses the larger:
   ``interval`` seconds with psutil when psutil is installed. This catches tools that run worker
   processes at once (kserve-storage's multiprocessing pool). It over-counts pages that forked
   workers share with their parent, and can miss a peak shorter than the interval.
+
+Peak disk: the blocks allocated under the run's folder (output and scratch: a downloaded archive
+counts), summed over its files every ``disk_interval`` seconds and after each step. A peak shorter
+than the interval can be missed; a zip kept beside its extracted files is always seen at the end.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class Measurement:
     cpu_seconds: float = 0.0  # user + system CPU of the tool's processes (ru_utime + ru_stime from wait4)
     system_seconds: float = 0.0  # the system part of it (page faults, copies, syscalls)
     minor_faults: int = 0  # ru_minflt: pages faulted in (a fresh buffer per read shows up here)
+    peak_disk_bytes: int = 0  # most bytes allocated under the run's folder (sampled)
 
     @property
     def peak_rss_bytes(self) -> int:
@@ -86,6 +91,41 @@ class _TreeSampler(threading.Thread):
             self.stop.wait(self.interval)
 
 
+def disk_usage(root: Path) -> int:
+    """Bytes allocated to the files under ``root`` (st_blocks, so sparse files count what they hold)."""
+    total = 0
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                else:
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+class _DiskSampler(threading.Thread):
+    def __init__(self, root: Path, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.interval = interval
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, disk_usage(self.root))
+            self.stop.wait(self.interval)
+
+
 def _tail(path: Path, limit: int = 400) -> str:
     try:
         text = path.read_text(errors="replace").strip()
@@ -104,9 +144,26 @@ def _with_usage(measurement: Measurement, usages: list) -> Measurement:
     return measurement
 
 
-def run_steps(steps: list[Step], log_dir: Path, timeout: float, interval: float = 0.1) -> Measurement:
+def run_steps(steps: list[Step], log_dir: Path, timeout: float, interval: float = 0.1,
+              disk_root: Path | None = None, disk_interval: float = 0.25) -> Measurement:
     """Run the steps one after the other; stop at the first failure; kill a step that overruns."""
     log_dir.mkdir(parents=True, exist_ok=True)
+    disk = _DiskSampler(disk_root, disk_interval) if disk_root is not None else None
+    if disk is not None:
+        disk.start()
+    try:
+        measurement = _run_steps(steps, log_dir, timeout, interval, disk)
+    finally:
+        if disk is not None:
+            disk.stop.set()
+            disk.join(timeout=30)
+    if disk is not None:
+        measurement.peak_disk_bytes = disk.peak
+    return measurement
+
+
+def _run_steps(steps: list[Step], log_dir: Path, timeout: float, interval: float,
+               disk: _DiskSampler | None) -> Measurement:
     max_rss = 0
     tree_rss = 0
     step_seconds: list[float] = []
@@ -151,6 +208,8 @@ def run_steps(steps: list[Step], log_dir: Path, timeout: float, interval: float 
         except (ProcessLookupError, PermissionError):
             pass
         step_seconds.append(ended - step_started)
+        if disk is not None:
+            disk.peak = max(disk.peak, disk_usage(disk.root))
         max_rss = max(max_rss, usage.ru_maxrss * 1024)  # Linux reports KiB
         cpu += usage.ru_utime + usage.ru_stime
         usages.append(usage)

@@ -38,9 +38,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="multiply every file size by this (e.g. 0.05 for a smoke run; default 1: full size)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each tool per workload (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds first (default 1)")
-    parser.add_argument("--workloads", default="A,B,C",
-                        help="A: 1 GiB + 200 x 64 KiB; B: 64 x 16 MiB; C: one 2 GiB file, fetcher memory only "
-                             "(default A,B,C)")
+    parser.add_argument("--workloads", default="A,B,C,D,E,F",
+                        help="A: 1 GiB + 200 x 64 KiB; B: 64 x 16 MiB; C: one 2 GiB file, fetcher memory only; "
+                             "D: 10,000 small files; E: one 20 GiB file (one run per tool); F: a lease of 50 models "
+                             "of 16 MiB, S3 only (default all)")
     parser.add_argument("--transports", default="s3,https", help="s3, https or both (default both)")
     parser.add_argument("--tools", default="", help="only these tools, comma-separated (e.g. 'fetcher,s5cmd')")
     parser.add_argument("--http-server", choices=["auto", "nginx", "python"], default="auto",
@@ -61,9 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.workload_keys = [k.strip().upper() for k in args.workloads.split(",") if k.strip()]
     args.transport_list = [t.strip().lower() for t in args.transports.split(",") if t.strip()]
     args.tool_filter = {t.strip() for t in args.tools.split(",") if t.strip()}
-    unknown = set(args.workload_keys) - {"A", "B", "C"}
+    unknown = set(args.workload_keys) - set("ABCDEF")
     if unknown or set(args.transport_list) - {"s3", "https"}:
-        parser.error("workloads are A, B, C; transports are s3, https")
+        parser.error("workloads are A to F; transports are s3, https")
     return args
 
 
@@ -93,9 +94,9 @@ class Bench:
         scratch.mkdir(parents=True)
         try:
             steps = tool.steps(ctx, model, out, scratch)
-            result = run_steps(steps, scratch / "logs", timeout=self.args.timeout)
+            result = run_steps(steps, scratch / "logs", timeout=self.args.timeout, disk_root=run_dir)
             if result.ok:
-                problem = check_output(out, model.files)
+                problem = check_output(out, model.files, lease=bool(model.workload.lease_models))
                 if problem:
                     result.ok, result.error = False, problem
             return result
@@ -265,6 +266,8 @@ def _run(args: argparse.Namespace, workdir: Path, started: float) -> int:
         for workload in chosen:
             model = generated[workload.key]
             for transport in args.transport_list:
+                if workload.lease_models and transport != "s3":
+                    continue
                 these = [t for t in tools if t.transport == transport and (not workload.memory_only or t.is_fetcher)]
                 if not these:
                     continue
@@ -278,23 +281,26 @@ def _run(args: argparse.Namespace, workdir: Path, started: float) -> int:
                     results[id(tool)] = result
                 label = f"{workload.key}/{transport}"
                 say(f"\n{label}: {workload.title}")
-                if workload.memory_only:
+                if workload.memory_only or workload.single_run:
                     saved = (bench.args.runs, bench.args.warmup)
                     bench.args.runs, bench.args.warmup = 1, 0
                     try:
                         bench.compare(these, results, ctx, model, label)
                     finally:
                         bench.args.runs, bench.args.warmup = saved
-                    memory[transport] = next(iter(results.values()))
                 else:
                     bench.compare(these, results, ctx, model, label)
+                if workload.memory_only:
+                    memory[transport] = next(iter(results.values()))
+                else:
                     tables[(workload.key, transport)] = list(results.values())
                     say(report.plain_table(list(results.values())))
 
     load_at_end = report.load_average()
     say("\nfetcher start-up")
     startup = measure_startup(ctx, args.startup_runs, workdir)
-    goals = report.evaluate_goals(tables, memory, startup, args.scale)
+    goals = report.evaluate_goals(tables, memory, startup, args.scale,
+                                  {key: model.workload.allocated_bytes for key, model in generated.items()})
     machine["load_average_1_5_15"] = {"at_start": load_at_start, "after_runs": load_at_end}
     document = build_document(args, date, machine, availability, servers, generated, tables, memory, startup, goals,
                               time.monotonic() - started)
@@ -395,7 +401,7 @@ def build_markdown(document: dict, tables: dict, memory: dict) -> str:
             heaviest = ", ".join(f"{r['module']} {r['cumulative_ms']:.0f} ms" for r in startup["imports"][:6])
             lines += ["", f"Heaviest imports of the explain (python -X importtime, cumulative): {heaviest}."]
         lines.append("")
-    lines += ["## Goals (issue 7)", "", "| goal | status | measurement |", "| --- | --- | --- |"]
+    lines += ["## Goals (issue 12)", "", "| goal | status | measurement |", "| --- | --- | --- |"]
     for goal in document["goals"]:
         lines.append(f"| {goal['goal']} | {goal['status'].upper()} | {goal['detail'].replace('|', '/')} |")
     lines.append("")

@@ -108,8 +108,11 @@ def _find_curl_and(other: str, version_args: list[str] | None) -> Callable[[Cont
 
 def _fetcher_s3(ctx: Context, model: Generated, out: Path, scratch: Path) -> list[Step]:
     assert ctx.values_file and ctx.secrets_dir
+    names = model.workload.lease_models
+    specs = ([f"name={name},uri=model://{S3_REPOSITORY}/{model.s3_prefix}/{name}" for name in names] if names
+             else [f"name={model.workload.name},uri=model://{S3_REPOSITORY}/{model.s3_prefix}"])
     argv = [fetcher_binary() or "model-fetcher", "fetch", "--values", str(ctx.values_file),
-            "--model", f"name={model.workload.name},uri=model://{S3_REPOSITORY}/{model.s3_prefix}",
+            *(arg for spec in specs for arg in ("--model", spec)),
             "--dest", str(out), "--secrets-dir", str(ctx.secrets_dir), *_termination(ctx, scratch)]
     return [Step(argv, env=ctx.clean_env)]
 

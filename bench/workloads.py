@@ -22,19 +22,27 @@ KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
 CHUNK = 8 * MIB
+BLOCK = 4 * KIB  # the filesystem's allocation unit
 
 
 @dataclass(frozen=True)
 class Workload:
-    key: str  # "A", "B", "C"
+    key: str  # "A" ... "F"
     name: str  # model and prefix name
     title: str
     files: tuple[tuple[str, int], ...]  # (path relative to the model folder, size)
     memory_only: bool = False  # run only the fetcher once, to read its peak RSS
+    single_run: bool = False  # too large to repeat: one timed run per tool, no warm-up
+    lease_models: tuple[str, ...] = ()  # a lease: these models, each a folder of the prefix (S3 only)
 
     @property
     def total_bytes(self) -> int:
         return sum(size for _, size in self.files)
+
+    @property
+    def allocated_bytes(self) -> int:
+        """The model's size on disk: each file in whole 4 KiB blocks, as the peak-disk column counts it."""
+        return sum(-(-size // BLOCK) * BLOCK for _, size in self.files)
 
     @property
     def zip_name(self) -> str:
@@ -43,6 +51,16 @@ class Workload:
 
 def _scaled(size: int, scale: float) -> int:
     return max(1, int(size * scale))
+
+
+def _count(count: int, scale: float) -> int:
+    """File and model counts stay as the issue states them, except in smoke runs (scale < 0.01)."""
+    return count if scale >= 0.01 else max(3, int(count * scale * 100))
+
+
+def _small_file_size(index: int) -> int:
+    """Tokenizer- and vocab-like sizes between 200 B and 12 KiB, spread deterministically."""
+    return 200 + (index * 7919) % (12 * KIB)
 
 
 def config_text(name: str) -> str:
@@ -59,10 +77,20 @@ def build_workloads(scale: float) -> dict[str, Workload]:
     a += [(f"1/shards/part-{i:03d}.bin", _scaled(64 * KIB, scale)) for i in range(200)]
     b = [(f"1/part-{i:02d}.bin", _scaled(16 * MIB, scale)) for i in range(64)]
     c = [("1/weights.bin", _scaled(2 * GIB, scale))]
+    d = [(f"1/vocab/{i // 1000:02d}/{i:05d}.txt", max(1, int(_small_file_size(i) * min(1.0, scale * 20))))
+         for i in range(_count(10_000, scale))]
+    e = [("1/weights.bin", _scaled(20 * GIB, scale))]
+    lease = tuple(f"m{i:02d}" for i in range(_count(50, scale)))
+    f = [(f"{name}/{relative}", size) for name in lease
+         for relative, size in (("config.pbtxt", len(config_text(name).encode())),
+                                ("1/weights.bin", _scaled(16 * MIB, scale)))]
     return {
         "A": Workload("A", "bench_a", "one 1 GiB file + 200 files of 64 KiB", model("bench_a", a)),
         "B": Workload("B", "bench_b", "64 files of 16 MiB", model("bench_b", b)),
         "C": Workload("C", "bench_c", "one 2 GiB file (fetcher memory check)", model("bench_c", c), memory_only=True),
+        "D": Workload("D", "bench_d", f"{len(d)} small files (tokenizer and vocab-like)", model("bench_d", d)),
+        "E": Workload("E", "bench_e", "one 20 GiB file", model("bench_e", e), single_run=True),
+        "F": Workload("F", "bench_f", f"a lease of {len(lease)} models of 16 MiB", tuple(f), lease_models=lease),
     }
 
 
@@ -97,13 +125,16 @@ def generate(workload: Workload, bucket_dir: Path, www_dir: Path, zip_method: st
     model_dir = bucket_dir / workload.name
     for relative, size in workload.files:
         target = model_dir / relative
-        if relative == "config.pbtxt":
+        if relative.endswith("config.pbtxt"):
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(config_text(workload.name))
+            target.write_text(config_text(target.parent.name if workload.lease_models else workload.name))
         else:
             _write_random(target, size)
     www_dir.mkdir(parents=True, exist_ok=True)
     zip_path = www_dir / workload.zip_name
+    if workload.lease_models:  # S3 only: no zip
+        return Generated(workload=workload, s3_prefix=workload.name, zip_path=zip_path, zip_bytes=0,
+                         files=dict(workload.files))
     if zip_method == "stored":
         compression, level = zipfile.ZIP_STORED, None
     else:
@@ -115,13 +146,14 @@ def generate(workload: Workload, bucket_dir: Path, www_dir: Path, zip_method: st
                      zip_bytes=zip_path.stat().st_size, files=dict(workload.files))
 
 
-def check_output(out_dir: Path, expected: dict[str, int]) -> str | None:
+def check_output(out_dir: Path, expected: dict[str, int], *, lease: bool = False) -> str | None:
     """None when the model's files are all under ``out_dir`` with the right sizes, else what is wrong.
 
     The model folder is found as the folder holding ``config.pbtxt`` (at most three levels down), so
-    every tool's layout (``out/``, ``out/<name>/``, ``out/x/<name>/``) is checked the same way.
+    every tool's layout (``out/``, ``out/<name>/``, ``out/x/<name>/``) is checked the same way. A
+    lease's files are named from ``out_dir`` (``<model>/...``).
     """
-    root = _find_model_root(out_dir)
+    root = out_dir if lease else _find_model_root(out_dir)
     if root is None:
         return "no config.pbtxt in the output"
     missing, wrong = [], []
@@ -132,7 +164,7 @@ def check_output(out_dir: Path, expected: dict[str, int]) -> str | None:
         except OSError:
             missing.append(relative)
             continue
-        if relative != "config.pbtxt" and actual != size:
+        if not relative.endswith("config.pbtxt") and actual != size:
             wrong.append(f"{relative} ({actual} != {size})")
     if missing or wrong:
         parts = []

@@ -85,6 +85,9 @@ def configure(level: str = "INFO", log_format: str = "text") -> logging.Logger:
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+    # urllib3 warns of each retry with the request's URL, whose query may be a presigned signature or a
+    # token; the fetcher reports retries that matter itself.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     return logger
 
 

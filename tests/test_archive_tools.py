@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fetcher.archive.layout import find_model_root
-from fetcher.archive.zip_extract import extract_zip
+from fetcher.archive.zip_stream import extract_zip
 from fetcher.errors import ArchiveError
 from tests.support import tool_archives
 from tests.support.tool_archives import EMPTY_FOLDER, TOOL_MODEL, Entry, build_zip, unicode_path_extra

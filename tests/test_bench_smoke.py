@@ -34,7 +34,33 @@ def test_bench_smoke_run_prints_a_fetcher_time(tmp_path: Path, server: str) -> N
     (fetcher,) = document["workloads"][0]["results"]["https"]
     assert fetcher["status"] == "ok" and fetcher["median_s"] > 0
     assert fetcher["peak_rss_mib"] > 0
+    assert fetcher["peak_disk_mib"] > 0 and "peak disk MiB" in markdown
     if server == "python":
         assert document["servers"]["https"]["kind"] == "python-fallback"
         assert "python-fallback" in markdown
     assert not any((tmp_path / "work").iterdir()), "the harness left its temporary folder behind"
+
+
+def test_bench_smoke_run_of_the_scale_shapes(tmp_path: Path) -> None:
+    """Many small files, the 20 GiB file and a lease of models, shrunk by --scale to a few seconds."""
+    pytest.importorskip("trustme")
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--scale", "0.0002", "--runs", "1", "--warmup", "0", "--workloads", "D,E,F",
+         "--transports", "s3,https", "--tools", "fetcher", "--startup-runs", "1", "--http-server", "python",
+         "--results-dir", str(results), "--workdir", str(tmp_path / "work")],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    document = json.loads((results / "latest.json").read_text())
+    shapes = {w["key"]: w for w in document["workloads"]}
+    assert set(shapes) == {"D", "E", "F"}
+    assert shapes["D"]["files"] >= 3 and set(shapes["D"]["results"]) == {"s3", "https"}
+    assert set(shapes["F"]["results"]) == {"s3"}  # a lease is measured over S3
+    for shape in shapes.values():
+        for rows in shape["results"].values():
+            (fetcher,) = rows
+            assert fetcher["status"] == "ok", fetcher["error"]
+            assert fetcher["median_s"] > 0 and fetcher["cpu_median_s"] > 0
+            assert fetcher["peak_rss_mib"] > 0 and fetcher["peak_disk_mib"] > 0, (shape["key"], fetcher)
+            assert len(fetcher["runs"]) == 1

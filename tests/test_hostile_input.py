@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from devkit.models import model_files, zip_model
 from devkit.secrets import write_secret
 from fetcher.archive.layout import find_model_root
-from fetcher.archive.zip_extract import extract_zip
+from fetcher.archive.zip_stream import extract_zip, unpack_sequential
 from fetcher.errors import ArchiveError, ModelLayoutError
 
 TOKEN = "Bearer never-print-me-0451"
@@ -50,6 +50,28 @@ def test_property_mangled_zips_fail_only_with_our_errors(tmp_path_factory, flips
         pass
     # Whatever happened, nothing was written outside the target.
     assert sorted(p.name for p in root.iterdir()) == ["m.zip", "out"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.tuples(st.integers(0, len(BASE) - 1), st.integers(0, 255)), min_size=1, max_size=8),
+       cut=st.integers(0, len(BASE)), chunk=st.integers(1, 300))
+def test_property_mangled_zips_read_in_sequence_fail_only_with_our_errors(tmp_path_factory, flips, cut,
+                                                                          chunk) -> None:
+    """The sequential reader (a server without ranges), fed in chunks of any size."""
+    data = bytearray(BASE)
+    for position, value in flips:
+        data[position] = value
+    body = bytes(data[:cut] if cut > 20 else data)
+    root = tmp_path_factory.mktemp("fuzz-stream")
+    target = root / "out"
+    target.mkdir()
+    try:
+        unpack_sequential(iter([body[i:i + chunk] for i in range(0, len(body), chunk)]), target, root / "members",
+                          max_bytes=10_000_000)
+        find_model_root(target, what="zip")
+    except (ArchiveError, ModelLayoutError):
+        pass
+    assert sorted(p.name for p in root.iterdir()) == ["out"]  # the temporary members are gone too
 
 
 @pytest.mark.filterwarnings("ignore:Duplicate name")

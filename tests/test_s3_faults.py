@@ -89,3 +89,24 @@ def test_errors_that_do_not_stop_leave_the_model_out(proxy: RunningProxy, tmp_pa
     assert "503" in (result.error or "") or "SlowDown" in (result.error or "")
     assert not (run.dest / "m").exists()
     assert len(proxy.seen("GET", "/weights.bin")) < 20  # bounded retries, no storm
+
+
+def test_retries_of_presigned_gets_never_print_the_signature(proxy: RunningProxy, tmp_path: Path, cli) -> None:
+    """Objects come by presigned GETs over urllib3, which would log each retry with its signed URL."""
+    import yaml
+
+    proxy.add(ProxyRule("GET", "/weights.bin", Fault(times=2, status=503)))
+    write_secret(tmp_path / "secrets", "s3-access", TEST_ACCESS_KEY)
+    write_secret(tmp_path / "secrets", "s3-secret", TEST_SECRET_KEY)
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(s3_values({"repositoryName": "repo0", "bucketName": "models",
+                                                "endpoint": proxy.url, "accessKey": "s3-access",
+                                                "secretKey": "s3-secret"})))
+    result = cli("fetch", "--values", values, "--model", "name=m,uri=model://repo0/parent/m", "--dest",
+                 tmp_path / "models" / "repository", "--secrets-dir", tmp_path / "secrets", "--termination-log",
+                 tmp_path / "termination-log", "--debug")
+    assert result.status == 0, result.stderr
+    assert (tmp_path / "models" / "repository" / "m" / "1" / "weights.bin").read_bytes() == WEIGHTS
+    paths = [path for _, path, _ in proxy.seen("GET", "/weights.bin")]
+    assert len(paths) == 3 and all("X-Amz-Signature=" in path for path in paths)  # presigned, retried
+    assert "X-Amz-Signature" not in result.stderr + result.stdout and TEST_SECRET_KEY not in result.stderr

@@ -10,7 +10,7 @@ import pytest
 
 from devkit.models import model_files, zip_model
 from fetcher.archive.layout import find_model_root
-from fetcher.archive.zip_extract import extract_zip
+from fetcher.archive.zip_stream import extract_zip
 from fetcher.errors import ArchiveError, ModelLayoutError, TooLargeError
 
 LIMIT = 50 * 1024 * 1024

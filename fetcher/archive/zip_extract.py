@@ -1,4 +1,5 @@
-"""Safe zip extraction: nothing is written outside the target folder, and sizes are bounded.
+"""Safe zips: the checks every entry passes on the central directory before anything is written
+(zip_stream.py unpacks the members), so nothing lands outside the target folder and sizes are bounded.
 
 Names are read as Info-ZIP ``unzip`` reads them on Linux, so the zips of common tools install as
 they would there: the UTF-8 flag, else the Info-ZIP Unicode Path extra field (0x7075), else the
@@ -11,21 +12,15 @@ Refused: absolute names, '..' segments, other backslashes, NUL, links and other 
 duplicate names, compression methods Python's zipfile cannot read, and archives whose
 uncompressed size (declared or actual) passes the limit. Archive junk (``__MACOSX/``,
 ``.DS_Store``, AppleDouble ``._*`` files, the ``META-INF/MANIFEST.MF`` that ``jar`` adds) is skipped.
-Every member is checked against its archive's records: its CRC-32 (zipfile computes it as the
-member is read to the end) and its size.
 """
 
 from __future__ import annotations
 
-import os
 import stat
 import zipfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from fetcher.buffers import READ_SIZE
-from fetcher.errors import ArchiveError, MemberIntegrityError, TooLargeError
+from fetcher.errors import ArchiveError, TooLargeError
 
 RATIO_CHECK_MIN = 1024 * 1024  # smaller members cannot make a bomb worth refusing
 SUPPORTED_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "Deflate", zipfile.ZIP_BZIP2: "BZIP2",
@@ -117,7 +112,7 @@ def safe_member_path(name: str) -> tuple[str, ...]:
     return segments
 
 
-def _entry_kind(info: zipfile.ZipInfo) -> str:
+def entry_kind(info: zipfile.ZipInfo) -> str:
     mode = info.external_attr >> 16
     # Unix attributes tell the file type only when a tool wrote one; many write permissions alone.
     if info.create_system == 3 and stat.S_IFMT(mode):
@@ -130,48 +125,7 @@ def _entry_kind(info: zipfile.ZipInfo) -> str:
     return "dir" if info.is_dir() else "file"
 
 
-def extract_zip(archive: Path, target: Path, *, max_bytes: int, workers: int = 1) -> int:
-    """Extract ``archive`` into the empty folder ``target``; return the bytes written.
-
-    Every entry is checked before anything is written. Members are then extracted by ``workers``
-    threads, each with its own handle on the archive (zlib releases the GIL while inflating).
-    """
-    try:
-        zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile as exc:
-        raise ArchiveError(f"not a valid zip archive: {exc}") from None
-    except (NotImplementedError, UnicodeDecodeError, ValueError, EOFError) as exc:
-        raise ArchiveError(f"not a readable zip archive: {_reason(exc)}") from None
-    except OSError as exc:
-        raise ArchiveError(f"cannot open the archive: {exc.strerror}") from None
-    with zf:
-        members = _checked_members(zf, max_bytes)
-    files: list[tuple[zipfile.ZipInfo, Path]] = []
-    for info, segments in members:
-        destination = target.joinpath(*segments)
-        if _entry_kind(info) == "dir":
-            destination.mkdir(parents=True, exist_ok=True)
-        else:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            files.append((info, destination))
-    # Largest first, so one big member does not start last and set the finish time.
-    files.sort(key=lambda item: item[0].file_size, reverse=True)
-    batches = [files[i::workers] for i in range(max(1, min(workers, len(files))))]
-    if len(batches) <= 1:
-        return _extract_batch(archive, files)
-    with ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="unzip") as pool:
-        return sum(pool.map(lambda batch: _extract_batch(archive, batch), batches))
-
-
-def _extract_batch(archive: Path, batch: list[tuple[zipfile.ZipInfo, Path]]) -> int:
-    written = 0
-    with zipfile.ZipFile(archive) as zf:
-        for info, destination in batch:
-            written += _extract_member(zf, info, destination)
-    return written
-
-
-def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
+def checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
     members: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
     seen: dict[tuple[str, ...], bool] = {}
     declared = 0
@@ -179,7 +133,7 @@ def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipfile.
         info.filename = member_name(info)  # what the checks and the messages below see
         if is_junk(info.filename) or _is_jar_manifest(info.filename):
             continue
-        kind = _entry_kind(info)
+        kind = entry_kind(info)
         if kind == "dir" and _names_the_root(info.filename):
             continue
         segments = safe_member_path(info.filename)
@@ -227,44 +181,3 @@ def _check_no_overlap(zf: zipfile.ZipFile) -> None:
     for (offset, size, name), (next_offset, _, next_name) in zip(spans, spans[1:]):
         if next_offset < offset + 30 + size:  # 30: the fixed part of a local file header
             raise ArchiveError(f"entries {name!r} and {next_name!r} overlap (a zip bomb?)")
-
-
-def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path) -> int:
-    """Write one member; it may not grow past its declared size (whose sum the caller bounded)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    written = 0
-    try:
-        fd = os.open(destination, flags, 0o644)
-    except FileExistsError:
-        raise ArchiveError(f"entry {info.filename!r} appears more than once") from None
-    with os.fdopen(fd, "wb") as out:
-        try:
-            source = zf.open(info)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
-            raise ArchiveError(f"entry {info.filename!r} is corrupt: {_reason(exc)}") from None
-        with source:
-            while True:
-                try:
-                    chunk = source.read(READ_SIZE)
-                except zipfile.BadZipFile as exc:
-                    if "CRC" in str(exc):  # zipfile compares the CRC-32 of every member it reads to the end
-                        raise MemberIntegrityError(f"entry {info.filename!r} does not match the CRC-32 its archive records "
-                                             f"({info.CRC:08x})", hint="the zip is damaged; nothing was installed") from None
-                    raise ArchiveError(f"entry {info.filename!r} is corrupt or truncated: {_reason(exc)}") from None
-                except (zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
-                    raise ArchiveError(f"entry {info.filename!r} is corrupt or truncated: {_reason(exc)}") from None
-                if not chunk:
-                    break
-                written += len(chunk)
-                if written > info.file_size:
-                    raise ArchiveError(f"entry {info.filename!r} unpacks to more than it declares")
-                out.write(chunk)  # a write error (a full disk) propagates as OSError, not as a corrupt archive
-    if written != info.file_size:
-        raise MemberIntegrityError(f"entry {info.filename!r} unpacks to {written} bytes, its archive records {info.file_size}",
-                             hint="the zip is damaged; nothing was installed")
-    return written
-
-
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-

@@ -99,22 +99,21 @@ class HttpDownload:
         self.secret = secret
         self.settings = settings
         self.describe_status = describe_status
-        self.session = make_session(settings.concurrency)
-        self.resource: Resource | None = None  # what the first response of fetch_to said
+        self.session = make_session(settings.concurrency * 4)  # zips: each worker may read ahead in parts
+        self.resource: Resource | None = None  # what the first response of open said
 
     def close(self) -> None:
         self.session.close()
 
-    def fetch_to(self, target: str, journal: TransferJournal | None = None) -> int:
-        """Download into ``target``; return the bytes received. The file is complete when it returns.
+    def open(self, recorded: str | None = None) -> tuple[Resource, requests.Response]:
+        """GET the file: what the response says about it, and the response, its body unread.
 
-        With a ``journal`` (the model's resumable work folder), a large file's parts are recorded as
-        they are written, and a later call resumes them: its first request asks for one byte with
-        ``If-Range`` on the validator recorded by the earlier run, so a changed file is seen at once.
+        With the validator ``recorded`` by an earlier, killed run, only one byte is asked for, with
+        ``If-Range`` on it: a 206 says the file is the same (the kept bytes are good), a 200 with
+        the whole body that it changed.
         """
-        recorded = journal.previous().get(Path(target).name) if journal is not None else None
-        if recorded is not None and recorded.validator is not None:
-            response = self._open(self.start_url, first_byte=0, last_byte=0, validator=recorded.validator)
+        if recorded is not None:
+            response = self._open(self.start_url, first_byte=0, last_byte=0, validator=recorded)
         else:
             response = self._open(self.start_url, first_byte=0, validator=None)
         resource = self.resource = self.describe(response)
@@ -123,6 +122,16 @@ class HttpDownload:
             raise self._too_large()
         if self.progress is not None:
             self.progress.expect(resource.size)
+        return resource, response
+
+    def fetch_to(self, target: str, journal: TransferJournal | None = None) -> int:
+        """Download into ``target``; return the bytes received. The file is complete when it returns.
+
+        With a ``journal`` (the model's resumable work folder), a large file's parts are recorded as
+        they are written, and a later call resumes them after asking with the recorded validator.
+        """
+        recorded = journal.previous().get(Path(target).name) if journal is not None else None
+        resource, response = self.open(recorded.validator if recorded is not None else None)
         parallel = (resource.accepts_ranges and resource.size is not None
                     and resource.size >= self.settings.parallel_min_bytes and self.settings.concurrency > 1)
         if parallel:
@@ -180,6 +189,92 @@ class HttpDownload:
             elif self.progress is not None:
                 self.progress.reused("resume", written)
         raise AssertionError("unreachable")
+
+    def body(self, resource: Resource, response: requests.Response) -> Iterator[bytes]:
+        """The whole file, in order, from ``response`` (of ``open``) on. A break is resumed with a Range,
+        or from a server without ranges by a new GET whose bytes already handed over are dropped."""
+        position = 0  # bytes handed over
+        for attempt in range(1, RESUME_ATTEMPTS + 2):
+            offset = _first_byte(response)
+            try:
+                with response:
+                    while chunk := response.raw.read1(READ_SIZE):
+                        if offset < position:  # a new GET from the start: skip what was handed over
+                            drop = min(len(chunk), position - offset)
+                            offset += drop
+                            chunk = chunk[drop:]
+                            if not chunk:
+                                continue
+                        offset += len(chunk)
+                        if resource.size is not None and offset > resource.size:
+                            raise DownloadError(f"{redact_url(resource.url)}: the server sent more than it announced")
+                        if offset > self.settings.max_bytes:
+                            raise self._too_large()
+                        self._check_deadline()
+                        position = offset
+                        self._count(len(chunk))
+                        yield chunk
+                if resource.size is None or position >= resource.size:
+                    return
+                cause = "the body ended early"
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
+                    requests.exceptions.Timeout, urllib3.exceptions.HTTPError) as exc:
+                cause = _cause(exc)
+            if attempt > RESUME_ATTEMPTS:
+                raise DownloadError(f"{redact_url(resource.url)}: the transfer broke off {attempt} times, "
+                                    f"last after {position} bytes: {cause}")
+            self._pause(attempt)
+            response = self._open(resource.url, first_byte=position if resource.accepts_ranges else 0,
+                                  validator=resource.validator)
+            validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+            if response.status_code == 200 and resource.validator and validator and validator != resource.validator:
+                response.close()
+                raise DownloadError(f"{redact_url(resource.url)}: the file changed during the download",
+                                    hint="try again once the file on the server is complete")
+            if response.status_code == 206 and self.progress is not None:
+                self.progress.reused("resume", position)
+
+    def read_tail(self, resource: Resource, start: int) -> bytes | None:
+        """The file's bytes from ``start`` to its end by one range request, or None when the server
+        answers with the whole file (it ignores ranges although it advertised them)."""
+        assert resource.size is not None
+        for attempt in range(1, RESUME_ATTEMPTS + 2):
+            response = self._open(resource.url, first_byte=start, validator=resource.validator,
+                                  last_byte=resource.size - 1)
+            with response:
+                if response.status_code != 206:
+                    return None
+                try:
+                    data = b"".join(iter(lambda: response.raw.read1(READ_SIZE), b""))
+                    cause = f"{len(data)} of {resource.size - start} bytes came"
+                except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                        urllib3.exceptions.HTTPError) as exc:
+                    data, cause = b"", _cause(exc)
+            self._count(len(data))
+            if len(data) == resource.size - start:
+                return data
+            if attempt > RESUME_ATTEMPTS:
+                raise DownloadError(f"{redact_url(resource.url)}: the read of the archive's end broke off "
+                                    f"{attempt} times: {cause}")
+            self._pause(attempt)
+        raise AssertionError("unreachable")
+
+    def read_range(self, resource: Resource, start: int, end: int) -> Iterator[bytes]:
+        """The bytes [start, end) of the file; a broken stream raises RetryableTransferError."""
+        try:
+            for chunk in self._read_range(resource, start, end):
+                self._count(len(chunk))
+                yield chunk
+        except _RangesIgnored:
+            raise DownloadError(f"{redact_url(resource.url)}: the server answered a range with the whole file "
+                                "after it had answered one with a part") from None
+
+    def check_deadline(self) -> None:
+        self._check_deadline()
+
+    def _count(self, received: int) -> None:
+        if self.progress is not None:
+            self.progress.add(received)
 
     # -- parallel parts written in place -----------------------------------------------------
 
@@ -324,6 +419,14 @@ class _Interrupted(Exception):
         super().__init__(cause)
         self.written = written
         self.cause = cause
+
+
+def _first_byte(response: requests.Response) -> int:
+    """Where the body of a 200 or 206 response starts in the file."""
+    if response.status_code != 206:
+        return 0
+    first = response.headers.get("Content-Range", "").removeprefix("bytes ").partition("-")[0]
+    return int(first) if first.isdigit() else 0
 
 
 def _content_length(response: requests.Response) -> int | None:

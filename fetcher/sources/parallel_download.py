@@ -44,10 +44,6 @@ class RetryableTransferError(Exception):
     """A stream broke off; the part is resumed from the last byte written."""
 
 
-class _Cancelled(Exception):
-    pass
-
-
 @dataclass(frozen=True)
 class TransferSettings:
     concurrency: int = 8
@@ -104,24 +100,12 @@ class ParallelDownload:
             jobs.extend((state, start, end) for start, end in parts)
         # Large files first: their parts keep every worker busy until the end.
         jobs.sort(key=lambda job: -job[0].file.size)
+        tasks = [lambda job=job: self._part(job[0], job[1], job[2], model_dir) for job in jobs]
         try:
-            return self._run_jobs(jobs, model_dir)
+            return run_all(tasks, self.settings.concurrency, self._cancel)
         finally:
             if self.journal is not None:
                 self.journal.close()
-
-    def _run_jobs(self, jobs: list[tuple[_FileState, int, int]], model_dir: Path) -> int:
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="transfer") as pool:
-            futures = [pool.submit(self._part, state, start, end, model_dir) for state, start, end in jobs]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception()), None)
-            if failed is not None:
-                self._cancel.set()
-                for future in futures:
-                    future.cancel()
-                wait(futures)
-                raise _first_error(futures)
-        return sum(f.result() for f in futures)
 
     def _part_size(self, remote: RemoteFile) -> int:
         parts = split_parts(remote.size, self.settings)
@@ -172,14 +156,14 @@ class ParallelDownload:
         failures = 0
         while offset < end:
             if self._cancel.is_set():
-                raise _Cancelled()
+                raise Cancelled()
             self._check_deadline()
             try:
                 fd = os.open(state.temp, os.O_WRONLY)
                 try:
                     for chunk in self.read_range(state.file, offset, end):
                         if self._cancel.is_set():
-                            raise _Cancelled()
+                            raise Cancelled()
                         self._check_deadline()
                         if offset + len(chunk) > end:
                             raise DownloadError(
@@ -237,6 +221,26 @@ class ParallelDownload:
             raise WriteError.of(f"{self.where}: cannot move {state.file.relative!r} into place", exc) from None
 
 
+def run_all(tasks: list[Callable[[], int]], concurrency: int, cancel: threading.Event) -> int:
+    """Run ``tasks`` on ``concurrency`` threads and return the sum of their results. The first failure
+    sets ``cancel`` (which the tasks watch), drops the tasks not started, and is raised once all stopped."""
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="transfer") as pool:
+        futures = [pool.submit(task) for task in tasks]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception()), None)
+        if failed is not None:
+            cancel.set()
+            for future in futures:
+                future.cancel()
+            wait(futures)
+            raise _first_error(futures)
+    return sum(f.result() for f in futures)
+
+
+class Cancelled(Exception):
+    """Another task failed; this one stopped without finishing."""
+
+
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
@@ -247,5 +251,5 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
 
 def _first_error(futures: list[Future[int]]) -> BaseException:
     errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
-    real = [e for e in errors if not isinstance(e, _Cancelled)]
+    real = [e for e in errors if not isinstance(e, Cancelled)]
     return (real or errors)[0]  # type: ignore[return-value]

@@ -33,6 +33,11 @@ from fetcher.sources.parallel_download import RemoteFile
 MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")
 META_KEYS = ("ETag", "ChecksumSHA256", "ChecksumSHA1", "ChecksumCRC64NVME", "ChecksumCRC32C", "ChecksumCRC32",
              "ChecksumType", "ServerSideEncryption", "SSECustomerAlgorithm")
+HEADERS = {"ETag": "etag", "ChecksumSHA256": "x-amz-checksum-sha256", "ChecksumSHA1": "x-amz-checksum-sha1",
+           "ChecksumCRC64NVME": "x-amz-checksum-crc64nvme", "ChecksumCRC32C": "x-amz-checksum-crc32c",
+           "ChecksumCRC32": "x-amz-checksum-crc32", "ChecksumType": "x-amz-checksum-type",
+           "ServerSideEncryption": "x-amz-server-side-encryption",
+           "SSECustomerAlgorithm": "x-amz-server-side-encryption-customer-algorithm"}
 
 
 class _Crc:
@@ -103,6 +108,10 @@ class ObjectChecks:
         """Keep what a GET of the whole object said about it."""
         with self._lock:
             self._meta[key] = {name: response[name] for name in META_KEYS if response.get(name)}
+
+    def seen_headers(self, key: str, headers: Any) -> None:
+        """Keep what a GET of the whole object said, from its HTTP headers (a presigned GET)."""
+        self.seen(key, {name: headers.get(header) for name, header in HEADERS.items()})
 
     def summary(self) -> str:
         with self._lock:
