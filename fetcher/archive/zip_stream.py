@@ -35,7 +35,7 @@ from typing import Callable, Iterator
 
 from fetcher.buffers import READ_SIZE
 from fetcher.file_digest import file_digest
-from fetcher.errors import ArchiveError, DownloadError, MemberIntegrityError, TooLargeError
+from fetcher.errors import ArchiveError, DownloadError, MemberIntegrityError, TooLargeError, WriteError
 from fetcher.archive.zip_extract import MAX_RATIO, RATIO_CHECK_MIN, checked_members, entry_kind
 from fetcher.sources.parallel_download import Cancelled, RetryableTransferError, run_all
 
@@ -553,10 +553,7 @@ class _Crc32:
 
 
 def _write_error(name: str, exc: OSError) -> DownloadError:
-    return DownloadError(
-        f"cannot write entry {name!r}: {exc.strerror}",
-        hint="is the model repository's volume (emptyDir) large enough?" if exc.errno == 28 else None,
-    )
+    return WriteError.of(f"cannot write entry {name!r}", exc)
 
 
 def unpack_ranged(size: int, read_range: ReadRange, target: Path, temp_dir: Path, *, max_bytes: int,
@@ -587,8 +584,11 @@ def unpack_ranged(size: int, read_range: ReadRange, target: Path, temp_dir: Path
     if keep:
         members = [member for member in members if not _in_place(member)]
     unpack = RangedUnpack(read_member, where=where, concurrency=concurrency, attempts=attempts, check=check)
-    written = unpack.run(members, temp_dir)
-    shutil.rmtree(temp_dir, ignore_errors=True)  # a failure leaves members cut short for the next try
+    try:
+        written = unpack.run(members, temp_dir)
+    finally:
+        # Members cut short; the finished ones are in place. (A kill leaves them for the next run.)
+        shutil.rmtree(temp_dir, ignore_errors=True)
     return Unpacked(bytes_read=received[0], bytes_written=written)
 
 
