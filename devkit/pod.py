@@ -15,6 +15,9 @@ The pod's volumes become local folders, one per volume, shared by the containers
   kubelet does), an absent required one stops the pod from starting (`PodError`);
 - persistentVolumeClaim: a local folder standing in for the claim.
 
+A container's env may take a value from a given secret (`valueFrom.secretKeyRef`), and `$(VAR)` in
+its command and args is replaced by the value of a variable of its env, as the kubelet does.
+
 Without the privilege for mount namespaces (not root, or `unshare` refused), the fallback mode
 `rewrite` runs the same command and args with every path inside a mount rewritten to a local tree
 of links; `describe_mode()` says which mode is in use.
@@ -52,6 +55,8 @@ DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 # environment of this interpreter; the wheel lane's: the built wheel's).
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LOCK_FILE = Path(tempfile.gettempdir()) / "triton-lease-local-pod.lock"
+# Mount points a pod could not remove (another was running): the next pod that can, removes them.
+_LEFT_FILE = Path(tempfile.gettempdir()) / "triton-lease-local-pod.left"
 
 
 class PodError(RuntimeError):
@@ -317,10 +322,28 @@ class LocalPod:
     def environment(self, container: dict[str, Any], base: dict[str, str] | None = None) -> dict[str, str]:
         """The image's environment (``base``, default a plain PATH) with the container's env on top."""
         env = dict(base) if base is not None else {"PATH": f"{self.install.bin_dir}:{SYSTEM_PATH}"}
+        env.update(self.container_env(container))
+        return env
+
+    def container_env(self, container: dict[str, Any]) -> dict[str, str]:
+        """The variables of the container's own env (values and secretKeyRefs)."""
+        env: dict[str, str] = {}
         for item in container.get("env", []) or []:
-            if "value" not in item:
-                raise PodError(f'container "{container["name"]}": env {item["name"]} uses valueFrom, not supported here')
-            env[item["name"]] = str(item["value"])
+            if "value" in item:
+                env[item["name"]] = expand_variables(str(item["value"]), env)
+                continue
+            ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+            if ref is None:
+                raise PodError(f'container "{container["name"]}": env {item["name"]}: only value and '
+                               "valueFrom.secretKeyRef are supported here")
+            data = self.secrets.get(ref["name"])
+            if data is None or ref["key"] not in data:
+                if ref.get("optional"):
+                    continue
+                raise PodError(f'container "{container["name"]}": env {item["name"]}: secret "{ref["name"]}" '
+                               f'has no key "{ref["key"]}"' if data is not None else
+                               f'container "{container["name"]}": env {item["name"]}: secret "{ref["name"]}" not found')
+            env[item["name"]] = data[ref["key"]]
         return env
 
     def command_line(self, container: dict[str, Any], *, command: Sequence[str] | None = None,
@@ -352,6 +375,9 @@ class LocalPod:
     def start(self, container: dict[str, Any], *, command: Sequence[str] | None = None,
               args: Sequence[str] | None = None, env: dict[str, str] | None = None,
               stdout: Any = subprocess.PIPE) -> subprocess.Popen[bytes]:
+        variables = self.container_env(container)
+        command = [expand_variables(a, variables) for a in (command if command is not None else container.get("command", []))]
+        args = [expand_variables(a, variables) for a in (args if args is not None else container.get("args", []))]
         argv = self.command_line(container, command=command, args=args)
         if container["name"] in self.in_image:  # the container engine's own environment; the container's is in argv
             environment = env if env is not None else self.install.environment()
@@ -406,9 +432,10 @@ class LocalPod:
                             termination_message=self.termination_file(container).read_text(errors="replace"),
                             seconds=time.monotonic() - started)
 
-    def serve_triton(self, container: dict[str, Any], log_path: Path, *, ready_timeout: float = 120.0) -> Any:
+    def serve_triton(self, container: dict[str, Any], log_path: Path, *, ready_timeout: float = 120.0,
+                     http_port: int | None = None) -> Any:
         """Start the Triton container (see ``triton_container``); a context manager of RunningTriton."""
-        return triton_container(self, container, log_path, ready_timeout=ready_timeout)
+        return triton_container(self, container, log_path, ready_timeout=ready_timeout, http_port=http_port)
 
     def close(self) -> None:
         """Remove the mount points this pod created, unless another local pod is running."""
@@ -417,9 +444,16 @@ class LocalPod:
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            pass  # another local pod holds them: leave the empty mount points
+            # Another local pod uses them: leave the empty mount points for the next pod to remove.
+            with open(_LEFT_FILE, "a") as left:
+                left.write("".join(f"{path}\n" for path in self._created))
         else:
-            for path in reversed(self._created):
+            try:
+                left_over = [Path(line) for line in _LEFT_FILE.read_text().splitlines() if line]
+            except OSError:
+                left_over = []
+            # Deepest first: a folder is empty only once the mount points inside it are gone.
+            for path in sorted({*self._created, *left_over}, key=lambda p: len(p.parts), reverse=True):
                 try:
                     if path.is_dir() and not path.is_symlink():
                         path.rmdir()
@@ -427,6 +461,7 @@ class LocalPod:
                         path.unlink()
                 except OSError:
                     pass
+            _LEFT_FILE.unlink(missing_ok=True)
         finally:
             self._created.clear()
             self._lock.close()
@@ -439,15 +474,37 @@ class LocalPod:
         self.close()
 
 
+def expand_variables(text: str, variables: dict[str, str]) -> str:
+    """The kubelet's `$(VAR)` expansion: a defined variable is replaced, `$$` is a literal `$`,
+    anything else stays as written."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+            continue
+        if text.startswith("$(", i):
+            end = text.find(")", i + 2)
+            if end != -1 and text[i + 2:end] in variables:
+                out.append(variables[text[i + 2:end]])
+                i = end + 1
+                continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
 # Triton ------------------------------------------------------------------------------------------
 
 TRITON_PORT_FLAGS = ("--http-port", "--grpc-port", "--metrics-port")
 
 
-def adapt_triton_args(args: Sequence[str], backends: Path) -> tuple[list[str], dict[str, int]]:
-    """The rendered Triton arguments, adapted to this machine: free loopback ports instead of the
-    pod's, and the local install's backend directory. Everything else (``--model-repository``,
-    extra arguments) is kept as rendered. Returns (arguments, {flag: port})."""
+def adapt_triton_args(args: Sequence[str], backends: Path, *,
+                      http_port: int | None = None) -> tuple[list[str], dict[str, int]]:
+    """The rendered Triton arguments, adapted to this machine: free loopback ports (or the given
+    HTTP port) instead of the pod's, and the local install's backend directory. Everything else
+    (``--model-repository``, extra arguments) is kept as rendered. Returns (arguments, {flag: port})."""
     from devkit.ports import free_port
 
     adapted: list[str] = []
@@ -455,7 +512,7 @@ def adapt_triton_args(args: Sequence[str], backends: Path) -> tuple[list[str], d
     for arg in args:
         flag = arg.split("=", 1)[0]
         if flag in TRITON_PORT_FLAGS and "=" in arg:
-            ports[flag] = free_port()
+            ports[flag] = http_port if flag == "--http-port" and http_port else free_port()
             adapted.append(f"{flag}={ports[flag]}")
         else:
             adapted.append(arg)
@@ -473,8 +530,10 @@ class triton_container:  # noqa: N801 - used like a function: with triton_contai
     its env on top of the local Triton's, its mounts. The image's ``tritonserver`` is the binary of
     the nvidia-pytriton wheel. Waits until Triton reports ready; stops it on exit."""
 
-    def __init__(self, pod: LocalPod, container: dict[str, Any], log_path: Path, *, ready_timeout: float) -> None:
+    def __init__(self, pod: LocalPod, container: dict[str, Any], log_path: Path, *, ready_timeout: float,
+                 http_port: int | None = None) -> None:
         self.pod, self.container, self.log_path, self.ready_timeout = pod, container, log_path, ready_timeout
+        self.http_port = http_port
         self.process: subprocess.Popen[bytes] | None = None
         self.args: list[str] = []
 
@@ -482,13 +541,13 @@ class triton_container:  # noqa: N801 - used like a function: with triton_contai
         from devkit.triton import RunningTriton, TritonInstall
 
         install = TritonInstall.find()
-        self.args, ports = adapt_triton_args(self.container.get("args", []), install.backends)
+        self.args, ports = adapt_triton_args(self.container.get("args", []), install.backends, http_port=self.http_port)
         env = self.pod.environment(self.container, base=install.environment())
         with open(self.log_path, "wb") as log:
             self.process = self.pod.start(self.container, command=[str(install.binary)], args=self.args,
                                           env=env, stdout=log)
         triton = RunningTriton(process=self.process, http_url=f"http://127.0.0.1:{ports['--http-port']}",
-                               log_path=self.log_path)
+                               log_path=self.log_path, grpc_address=f"127.0.0.1:{ports['--grpc-port']}")
         try:
             triton.wait_ready(self.ready_timeout)
         except BaseException:

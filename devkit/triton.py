@@ -55,6 +55,7 @@ class RunningTriton:
     process: subprocess.Popen[bytes]
     http_url: str
     log_path: Path
+    grpc_address: str = ""
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -63,10 +64,10 @@ class RunningTriton:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
-    def post(self, path: str, body: dict | None = None) -> tuple[int, bytes]:
+    def post(self, path: str, body: dict | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         data = json.dumps(body or {}).encode()
         request = urllib.request.Request(self.http_url + path, data=data, method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json", **(headers or {})})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, response.read()
@@ -129,7 +130,8 @@ def run_triton(model_repository: Path, log_path: Path, *, extra_args: Sequence[s
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=install.environment())
-    triton = RunningTriton(process=process, http_url=f"http://127.0.0.1:{http_port}", log_path=log_path)
+    triton = RunningTriton(process=process, http_url=f"http://127.0.0.1:{http_port}", log_path=log_path,
+                           grpc_address=f"127.0.0.1:{grpc_port}")
     try:
         if wait_ready:
             triton.wait_ready(ready_timeout)

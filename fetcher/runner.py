@@ -138,12 +138,30 @@ def install_model(plan: ModelPlan, repository: Repository, options: FetchOptions
     return ModelResult(name=name, ok=True, bytes_transferred=fetched.bytes_transferred, seconds=seconds)
 
 
+def stale_models(repository: Repository, manifest: Manifest, wanted: set[str]) -> list[str]:
+    """The models in the root that the lease no longer names; other stray entries are logged, not touched."""
+    models, others = repository.stale(wanted, manifest.names())
+    for name in others:
+        get_logger().warning("entry=%s event=left-in-place detail=not a model the fetcher installed, and not "
+                             "named by the lease; Triton will try to load it as a model", name)
+    return models
+
+
+def remove_model(repository: Repository, manifest: Manifest, name: str) -> None:
+    repository.remove(name)
+    manifest.forget(name)
+
+
 def fetch_all(plans: list[ModelPlan], repository: Repository, options: FetchOptions, concurrency: int) -> list[ModelResult]:
+    """Remove the models the lease dropped, then fetch the rest: the root ends up holding exactly the lease."""
     repository.prepare()
     clear_stale_resumes(plans, repository, options)
+    manifest = Manifest(repository.staging / MANIFEST_NAME)
+    for name in stale_models(repository, manifest, {plan.spec.name for plan in plans}):
+        remove_model(repository, manifest, name)  # an InstallError here stops the fetch: the root is wrong
+        get_logger().info("model=%s event=removed detail=no longer in the lease", name)
     if not plans:
         return []
-    manifest = Manifest(repository.staging / MANIFEST_NAME)
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(plans))), thread_name_prefix="model") as pool:
         results = list(pool.map(lambda plan: fetch_one(plan, repository, options, manifest), plans))
     if options.observer.metrics is not None:

@@ -35,6 +35,10 @@ DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 # Kubernetes names and values --------------------------------------------------------------------
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+HTTP_HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+# Triton's restricted API groups (tritonserver --help), but `health`: the kubelet's probes carry no header.
+TRITON_RESTRICTABLE_APIS = ["model-repository", "model-config", "shared-memory", "statistics", "trace", "logging",
+                            "metadata", "inference"]
 QUANTITY = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
 DIGEST = r"^$|^sha256:[a-f0-9]{64}$"
 
@@ -219,6 +223,16 @@ CHART_DEFINITIONS: dict[str, Any] = {
         description="Kubernetes Affinity.",
     ),
     "port": integer(1, 65535),
+    "networkPolicyPeer": obj(
+        {
+            "podSelector": {"type": "object"},
+            "namespaceSelector": {"type": "object"},
+            "ipBlock": obj({"cidr": {"type": "string"}, "except": {"type": "array", "items": {"type": "string"}}},
+                           required=["cidr"]),
+        },
+        description="Kubernetes NetworkPolicyPeer.",
+        minProperties=1,
+    ),
 }
 
 
@@ -267,6 +281,25 @@ def chart_properties() -> dict[str, Any]:
                         "tritonTimeoutSeconds": integer(1),
                         "retrySeconds": integer(1),
                         "startupProbe": probe(),
+                        "modelControl": obj(
+                            {
+                                "restrictedApis": {
+                                    "type": "array",
+                                    "uniqueItems": True,
+                                    "items": {"type": "string", "enum": TRITON_RESTRICTABLE_APIS},
+                                    "contains": {"const": "model-repository"},
+                                },
+                                "header": {"type": "string", "pattern": HTTP_HEADER_NAME, "maxLength": 128},
+                                "secret": obj(
+                                    {
+                                        "name": ref("optionalK8sName"),
+                                        "key": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]+$", "maxLength": 253},
+                                    },
+                                    required=["name", "key"],
+                                ),
+                            },
+                            required=["restrictedApis", "header", "secret"],
+                        ),
                     }
                 ),
                 "image": ref("image"),
@@ -323,6 +356,13 @@ def chart_properties() -> dict[str, Any]:
                     }
                 ),
                 "existingClaim": obj({"claimName": ref("optionalK8sName")}),
+            }
+        ),
+        "networkPolicy": obj(
+            {
+                "enabled": {"type": "boolean"},
+                "inferenceFrom": {"type": "array", "items": ref("networkPolicyPeer")},
+                "metricsFrom": {"type": "array", "items": ref("networkPolicyPeer")},
             }
         ),
         "serviceAccount": obj(

@@ -159,3 +159,65 @@ def test_the_local_pod_leaves_no_mount_points_behind(sources, tmp_path, fetcher_
     run_pod(render(sources), sources, tmp_path / "pod", install=fetcher_install)
     for path in absent_before:
         assert not os.path.lexists(path), f"{path} was left behind"
+
+
+@every_lane
+def test_the_rendered_sidecar_pod_keeps_model_control_to_its_sidecar(sources, tmp_path, fetcher_install):
+    """Sidecar mode as rendered: the generated key reaches Triton's args through the env and the
+    kubelet's $(VAR) expansion, and the sidecar through its mount; a request without the key is
+    refused, while the sidecar unloads a model the lease dropped."""
+    import base64
+    import json
+
+    import yaml
+
+    from devkit.chart import merge_values
+    from devkit.pod import LocalPod
+    from devkit.ports import free_port
+    from devkit.processes import stop_process
+    from devkit.triton import wait_until
+
+    values = merge_values(sources.values(), {"fetcher": {"mode": "sidecar", "sidecar": {"pollSeconds": 1}},
+                                             "kubeVersionOverride": "1.33.0"})
+    rendered = render_chart(values, name=RELEASE, namespace=NAMESPACE)
+    secret = rendered.one("Secret")
+    key = base64.b64decode(secret["data"]["key"]).decode()
+    secrets = {**sources.secrets(), secret["metadata"]["name"]: {"key": key}}
+    http_port = free_port()
+    fetcher = rendered.fetcher
+    args = list(fetcher["args"])
+    args[args.index("--triton-url") + 1] = f"http://localhost:{http_port}"  # Triton's port moves to a free one
+    with LocalPod(rendered.pod, tmp_path / "pod", config_maps={**rendered.config_maps(), **sources.config_maps()},
+                  secrets=secrets, claims=sources.claims, install=fetcher_install) as pod:
+        status_file = pod.local_path(fetcher, "/tmp/model-fetcher-status.json")
+        log_path = tmp_path / "sidecar.log"
+        with open(log_path, "wb") as log:
+            sidecar = pod.start(fetcher, args=args, stdout=log)
+        try:
+            def sidecar_ready() -> bool:
+                assert sidecar.poll() is None, log_path.read_text()
+                return status_file.exists() and json.loads(status_file.read_text()).get("ready") is True
+
+            wait_until(sidecar_ready, timeout=120, what="the sidecar's initial sync")
+            probe = fetcher["startupProbe"]["exec"]["command"]
+            assert pod.run(fetcher, timeout=30, command=probe[:1], args=probe[1:]).returncode == 0
+            with pod.serve_triton(rendered.triton, tmp_path / "triton.log", http_port=http_port) as triton:
+                for model in sources.models:
+                    assert triton.model_ready(model.name), model.name
+                for headers in ({}, {"model-control-key": "guess"}):
+                    assert triton.post("/v2/repository/models/s3_model/unload", headers=headers)[0] == 403
+                assert triton.model_ready("s3_model")
+                # The lease drops s3_model: the kubelet updates the ConfigMap's file, the sidecar unloads it.
+                lease = pod.local_path(fetcher, "/etc/model-fetcher/values.yaml")
+                fetcher_values = yaml.safe_load(lease.read_text())
+                fetcher_values["lease"]["models"] = [m for m in fetcher_values["lease"]["models"] if "s3_model" not in m]
+                lease.write_text(yaml.safe_dump(fetcher_values))
+                wait_until(lambda: not triton.model_ready("s3_model"), timeout=60, what="s3_model to be unloaded")
+                assert triton.model_ready("https_model") and triton.model_ready("volume_model")
+                assert key not in triton.log()
+        finally:
+            stop_process(sidecar)
+    output = log_path.read_text()
+    assert "model=s3_model event=removed unloaded=true" in output
+    assert key not in output
+    assert_no_secret_leaked(output)

@@ -54,6 +54,31 @@ def test_watch_takes_the_fetch_options_and_its_own() -> None:
     assert fetch_options <= watch_options
 
 
+def test_watch_refuses_a_header_name_that_is_not_one(capsys) -> None:
+    assert run(["watch", "--dest", "x", "--triton-auth-header", "model control"]) == ExitCode.USAGE
+    assert "is not an HTTP header name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, reason", [
+    (None, "cannot read it"),
+    (b"", "is empty"),
+    (b"key with spaces", "white space"),
+    (b"caf\xc3\xa9-key", "printable ASCII"),
+])
+def test_watch_refuses_an_unusable_key_file_and_names_it(tmp_path: Path, capsys, content, reason) -> None:
+    key_file = tmp_path / "control" / "key"
+    if content is not None:
+        key_file.parent.mkdir()
+        key_file.write_bytes(content)
+    code = run(["watch", "--dest", str(tmp_path / "models"), "--termination-log", str(tmp_path / "termination-log"),
+                "--status-file", str(tmp_path / "status.json"), "--triton-auth-file", str(key_file)])
+    assert code == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert reason in err and str(key_file) in err
+    assert reason in (tmp_path / "termination-log").read_text()
+    assert "spaces" not in err  # the value is never echoed
+
+
 def test_watch_refuses_a_poll_interval_of_zero(capsys) -> None:
     assert run(["watch", "--dest", "x", "--poll-interval", "0"]) == ExitCode.USAGE
     assert "must be more than zero" in capsys.readouterr().err

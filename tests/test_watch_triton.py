@@ -16,9 +16,10 @@ import pytest
 
 from devkit.https_server import serve_files
 from devkit.models import model_files, zip_model
+from devkit.ports import free_port
 from devkit.wheel import FetcherInstall
 from tests.support.lanes import every_lane
-from watch_pod import WatchPod, new_pod
+from watch_pod import MODEL_CONTROL_HEADER, WatchPod, new_pod
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -206,3 +207,75 @@ def test_sigterm_stops_the_watcher_and_a_restarted_one_catches_up(pod: WatchPod)
     assert triton.infer("alpha", [0, 0, 0, 0]) == [100, 100, 100, 100]
     assert sorted(p.name for p in pod.repository.iterdir()) == ["alpha", "gamma"]
     assert pod.stop_watch() == 0
+
+
+@every_lane
+def test_the_repository_api_refuses_requests_without_the_key_while_the_sidecar_still_steers(pod: WatchPod) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    triton = pod.triton
+    for headers in ({}, {MODEL_CONTROL_HEADER: "not-the-key"}, {"other-header": pod.model_control_key}):
+        status, reply = triton.post("/v2/repository/models/alpha/unload", headers=headers)
+        assert status == 403 and b"restricted" in reply, (headers, reply)
+        assert triton.post("/v2/repository/models/gamma/load", headers=headers)[0] == 403
+        assert triton.post("/v2/repository/index", headers=headers)[0] == 403
+    client = grpcclient.InferenceServerClient(triton.grpc_address)
+    try:
+        with pytest.raises(InferenceServerException):
+            client.unload_model("alpha")
+        with pytest.raises(InferenceServerException):
+            client.unload_model("alpha", headers={MODEL_CONTROL_HEADER: "not-the-key"})
+    finally:
+        client.close()
+    assert triton.model_ready("alpha")  # nothing of the refused requests happened
+    # Inference, health and readiness stay open (the kubelet's probes carry no key).
+    assert triton.infer("alpha", [0, 0, 0, 0]) == [1, 1, 1, 1]
+    assert triton.get("/v2/health/ready")[0] == 200
+    assert triton.post("/v2/repository/index", headers={MODEL_CONTROL_HEADER: pod.model_control_key})[0] == 200
+
+    # The sidecar carries the key: it still loads and unloads.
+    pod.lease({"alpha": "alpha.zip", "gamma": "gamma.zip"})
+    pod.wait(lambda: triton.model_ready("gamma") and not triton.model_ready("beta"), "gamma loaded and beta unloaded")
+    pod.wait_synced(["alpha", "gamma"], "the status to show the change")
+    assert pod.status()["failures"] == {}
+    assert pod.model_control_key not in pod.log() + pod.status_file.read_text() + triton.log()
+
+
+def test_a_sidecar_with_the_wrong_key_is_refused_and_says_why(pod: WatchPod, tmp_path: Path) -> None:
+    triton = pod.triton
+    assert pod.stop_watch() == 0
+    wrong = tmp_path / "wrong-key"
+    wrong.write_text("wrong-VALUE-1234")
+    pod.start_watch("--triton-auth-file", str(wrong))
+    pod.lease({"alpha": "alpha.zip"})
+    pod.wait(lambda: "beta" in pod.status().get("failures", {}), "the refused unload to be reported")
+    failure = pod.status()["failures"]["beta"]
+    assert "refused its model repository API" in failure and f"header {MODEL_CONTROL_HEADER!r}" in failure
+    assert triton.model_ready("beta")
+    assert "wrong-VALUE" not in pod.log() + pod.status_file.read_text()
+
+
+def test_a_key_file_with_a_trailing_newline_is_refused_at_start(pod: WatchPod, tmp_path: Path) -> None:
+    assert pod.stop_watch() == 0
+    with_newline = tmp_path / "key-with-newline"
+    with_newline.write_text(pod.model_control_key + "\n")
+    pod.start_watch("--triton-auth-file", str(with_newline))
+    assert pod.process is not None and pod.process.wait(timeout=60) == 3
+    assert "line break" in pod.log() and "--from-literal" in pod.log()
+    assert pod.model_control_key not in pod.log()
+
+
+def test_a_model_dropped_while_the_pod_was_down_is_gone_when_it_restarts(pod: WatchPod) -> None:
+    # The pod goes away (sidecar and Triton); its repository volume stays, as an existingClaim does.
+    assert pod.stop_watch() == 0
+    pod.stack.close()
+    pod.lease({"alpha": "alpha.zip"})
+    pod.triton_port = free_port()
+    pod.start_watch()
+    pod.wait(lambda: pod.status().get("phase") == "watching", "the new sidecar's initial sync")  # not "stopped"
+    assert sorted(p.name for p in pod.repository.iterdir()) == ["alpha"]
+    assert "model=beta event=removed" in pod.log()
+    triton = pod.start_triton()  # loads the whole repository (--load-model=*), as in the pod
+    assert triton.model_ready("alpha")
+    assert not triton.model_ready("beta")

@@ -4,12 +4,14 @@
 wheel's (started outside the checkout without PYTHONPATH) or the image's (devkit/image.py). As in
 the chart's pod, the fetcher reads the lease from a ConfigMap-style folder (updated by a
 ``..data`` swap), runs first, and Triton starts once the fetcher's status says ready, with
-``--model-control-mode=explicit --load-model=*`` on the port the fetcher calls.
+``--model-control-mode=explicit --load-model=*`` on the port the fetcher calls, its repository API
+restricted to requests that carry the model-control key the sidecar reads from a file.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import urllib.request
@@ -29,6 +31,14 @@ from devkit.triton import RunningTriton, run_triton, wait_until
 from devkit.wheel import FetcherInstall
 
 TRITON_ARGS = ["--model-control-mode=explicit", "--load-model=*", "--strict-readiness=false"]  # as the chart
+# As the chart's defaults: these API groups demand the header, whose value the sidecar reads from a file.
+MODEL_CONTROL_HEADER = "model-control-key"
+RESTRICTED_APIS = "model-repository,trace,logging"
+
+
+def restricted_args(value: str) -> list[str]:
+    return [f"--http-restricted-api={RESTRICTED_APIS}:{MODEL_CONTROL_HEADER}={value}",
+            f"--grpc-restricted-protocol={RESTRICTED_APIS}:{MODEL_CONTROL_HEADER}={value}"]
 
 
 @dataclass
@@ -38,6 +48,7 @@ class WatchPod:
     configmap: ConfigMapDir
     triton_port: int
     install: FetcherInstall
+    model_control_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     metrics_port: int = field(default_factory=free_port)
     stack: ExitStack = field(default_factory=ExitStack)
     process: subprocess.Popen[bytes] | None = None
@@ -55,6 +66,15 @@ class WatchPod:
     def log_path(self) -> Path:
         return self.tmp / "watch.log"
 
+    @property
+    def key_file(self) -> Path:
+        """The model-control Secret's key as the sidecar's mount holds it."""
+        path = self.tmp / "model-control" / "key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.model_control_key)
+        return path
+
     def lease(self, models: dict[str, str]) -> None:
         """Write the lease (model name -> file served by the test server), as a ConfigMap update."""
         self.configmap.update({"values.yaml": lease_values(self.server, models)})
@@ -70,6 +90,8 @@ class WatchPod:
                 "--retry-interval", "600",
                 "--triton-timeout", "60",
                 "--status-file", str(self.status_file),
+                "--triton-auth-header", MODEL_CONTROL_HEADER,
+                "--triton-auth-file", str(self.key_file),
                 "--metrics-port", str(self.metrics_port), "--metrics-address", "127.0.0.1",
                 *extra)
         env = {**self.install.environment(), "PYTHONUNBUFFERED": "1"}
@@ -86,7 +108,8 @@ class WatchPod:
 
     def start_triton(self) -> RunningTriton:
         self.triton = self.stack.enter_context(
-            run_triton(self.repository, self.tmp / "triton.log", extra_args=TRITON_ARGS, http_port=self.triton_port))
+            run_triton(self.repository, self.tmp / "triton.log", http_port=self.triton_port,
+                       extra_args=[*TRITON_ARGS, *restricted_args(self.model_control_key)]))
         return self.triton
 
     def metrics(self) -> dict[str, float]:

@@ -24,6 +24,26 @@
 {{- printf "%s-fetcher" (include "triton-lease.fullname" . | trunc 55 | trimSuffix "-") -}}
 {{- end -}}
 
+{{/* Name of the Secret holding the model-control key (sidecar mode): the user's, or the generated one. */}}
+{{- define "triton-lease.modelControlSecretName" -}}
+{{- default (printf "%s-model-control" (include "triton-lease.fullname" . | trunc 49 | trimSuffix "-")) .Values.fetcher.sidecar.modelControl.secret.name -}}
+{{- end -}}
+
+{{/*
+The generated model-control key, base64-encoded: the value already in the cluster's Secret when
+there is one (so an upgrade keeps it), a new random one otherwise. Call with
+(dict "existing" <lookup of the Secret> "key" <key>). `helm template` and `--dry-run=client`
+cannot look up: they always show a new random value, which is never the one in the cluster.
+*/}}
+{{- define "triton-lease.modelControlValue" -}}
+{{- $data := (.existing | default dict).data | default dict -}}
+{{- if index $data .key -}}
+{{- index $data .key -}}
+{{- else -}}
+{{- randAlphaNum 48 | b64enc -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Name of the ServiceAccount the pod runs as. */}}
 {{- define "triton-lease.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
@@ -74,6 +94,9 @@ app.kubernetes.io/part-of: triton-lease
 {{- define "triton-lease.secretsDir" -}}/var/run/secrets/model-fetcher{{- end -}}
 {{- define "triton-lease.volumesDir" -}}/mnt/model-volumes{{- end -}}
 {{- define "triton-lease.caBundleDir" -}}/etc/model-fetcher-ca{{- end -}}
+{{- /* Sidecar mode: where the sidecar reads the model-control key, and the env var Triton's args expand. */ -}}
+{{- define "triton-lease.modelControlDir" -}}/etc/model-fetcher-control{{- end -}}
+{{- define "triton-lease.modelControlEnv" -}}TRITON_MODEL_CONTROL_KEY{{- end -}}
 {{- /* Triton's writable home (an emptyDir): the home of the image's user, uid 1000. */ -}}
 {{- define "triton-lease.tritonHome" -}}/home/triton-server{{- end -}}
 {{- /* Sidecar mode: the status `model-fetcher status` reads, in the fetcher's own /tmp (one per pod). */ -}}

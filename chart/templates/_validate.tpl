@@ -103,9 +103,18 @@ lists them all, each naming the value at fault.
 {{- if not (include "triton-lease.supportsNativeSidecars" .) -}}
 {{- $errors = append $errors (printf "fetcher.mode=sidecar needs Kubernetes 1.29 or newer (native sidecar containers), but the version is %s: use fetcher.mode=init on this cluster (or, with `helm template`, pass --kube-version or set kubeVersionOverride to the target cluster's version)" (include "triton-lease.kubeVersion" .)) -}}
 {{- end -}}
+{{- $restricted := $.Values.fetcher.sidecar.modelControl.restrictedApis -}}
 {{- range .Values.triton.extraArgs -}}
 {{- if or (hasPrefix "--model-control-mode" .) (hasPrefix "--load-model" .) -}}
 {{- $errors = append $errors (printf "triton.extraArgs: %q conflicts with fetcher.mode=sidecar, which runs Triton with --model-control-mode=explicit --load-model=*" .) -}}
+{{- end -}}
+{{- if or (hasPrefix "--http-restricted-api=" .) (hasPrefix "--grpc-restricted-protocol=" .) -}}
+{{- $groups := regexReplaceAll "^--[a-z-]+=([^:]*):.*$" . "${1}" | splitList "," -}}
+{{- range $groups -}}
+{{- if has . $restricted -}}
+{{- $errors = append $errors (printf "triton.extraArgs: a restriction of API group %q conflicts with fetcher.sidecar.modelControl.restrictedApis, which restricts it with the model-control key (Triton refuses a group in two restrictions)" .) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -68,6 +68,14 @@ def _seconds(text: str) -> float:
     return _positive(text, float, "a number of seconds")
 
 
+def _header_name(text: str) -> str:
+    from fetcher.watch.triton_client import HEADER_NAME
+
+    if not HEADER_NAME.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an HTTP header name (letters, digits and -_.!#$%&'*+^`|~)")
+    return text
+
+
 def _interval(text: str) -> float:
     """Seconds, or 0 for never."""
     try:
@@ -151,6 +159,11 @@ def _add_watch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-url", type=_http_url, default=WatchSettings.triton_url, metavar="URL",
                         help="Triton's HTTP endpoint, whose model repository API loads and unloads models "
                              "(default: %(default)s)")
+    parser.add_argument("--triton-auth-header", type=_header_name, default=WatchSettings.triton_auth_header,
+                        metavar="NAME", help="header sent with every load and unload, for a Triton started with "
+                                             "--http-restricted-api=model-repository:NAME=VALUE (default: %(default)s)")
+    parser.add_argument("--triton-auth-file", type=Path, metavar="FILE",
+                        help="file holding that header's VALUE (a mounted Secret); read once at start, never logged")
     parser.add_argument("--poll-interval", type=_seconds, default=WatchSettings.poll_interval, metavar="SECONDS",
                         help="how often the values files are checked for a change (default: %(default)s)")
     parser.add_argument("--retry-interval", type=_seconds, default=WatchSettings.retry_interval, metavar="SECONDS",
@@ -240,6 +253,8 @@ def _watch_settings(args: argparse.Namespace) -> WatchSettings:
         retry_interval=args.retry_interval,
         triton_connect_timeout=args.triton_connect_timeout,
         triton_timeout=args.triton_timeout,
+        triton_auth_header=args.triton_auth_header,
+        triton_auth_file=args.triton_auth_file,
         log_format=args.log_format,
     )
 

@@ -2,7 +2,8 @@
 
 A model is assembled in a staging folder outside the repository root (Triton takes every folder
 in the root, hidden ones too, for a model) but on the same filesystem, then moved in with one
-rename, so Triton never sees half a model and the root holds only model directories.
+rename, so Triton never sees half a model and the root holds only model directories. A model
+the lease no longer names leaves the same way: one rename out of the root, then deletion.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fetcher.errors import InstallError
-from fetcher.model_folder import make_name_agree
+from fetcher.model_folder import is_model_dir, make_name_agree
 from fetcher.sources.base import FetchedModel
 
 
@@ -43,6 +44,12 @@ class Repository:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise InstallError(f"cannot create {str(folder)!r}: {exc.strerror}") from None
+        root_real, staging_real = self.root.resolve(), self.staging.resolve()
+        if staging_real == root_real or staging_real.is_relative_to(root_real):
+            raise InstallError(
+                f"staging folder {str(self.staging)!r} is inside the repository root {str(self.root)!r}",
+                hint="Triton would take it for a model: choose a --staging-dir outside the root, on the same volume",
+            )
         if self.root.stat().st_dev != self.staging.stat().st_dev:
             raise InstallError(
                 f"staging folder {str(self.staging)!r} is not on the same filesystem as {str(self.root)!r}",
@@ -119,6 +126,26 @@ class Repository:
             raise InstallError(f"model {name!r}: cannot put back the previous {str(final)!r}: {exc.strerror}") from None
         return True
 
+    def stale(self, wanted: set[str], recorded: set[str]) -> tuple[list[str], list[str]]:
+        """Entries of the root that the lease does not name: (models to remove, other entries to leave).
+
+        A model is an entry the manifest records, a symbolic link (how volume models are installed;
+        removing it never touches its target) or a folder shaped like a Triton model. Anything else
+        was not put there by the fetcher and is left alone, reported by name.
+        """
+        models: list[str] = []
+        others: list[str] = []
+        for entry in sorted(self.root.iterdir()):
+            if entry.name in wanted:
+                continue
+            if entry.name in recorded or entry.is_symlink() or (entry.is_dir() and _is_model_folder(entry)):
+                models.append(entry.name)
+            else:
+                others.append(entry.name)
+        # Recorded but gone from the root: still to be forgotten (and unloaded, in sidecar mode).
+        models += sorted(name for name in recorded - wanted if not _present(self.root / name))
+        return models, others
+
     def remove(self, name: str) -> None:
         """Take ``<root>/<name>`` out of the root with one rename, then delete it; nothing there is no error."""
         final = self.root / name
@@ -138,3 +165,10 @@ class Repository:
 
 def _present(path: Path) -> bool:
     return path.is_symlink() or path.exists()  # a link to a vanished volume folder is still there
+
+
+def _is_model_folder(folder: Path) -> bool:
+    try:
+        return is_model_dir(folder)
+    except OSError:
+        return False  # unreadable: not known to be a model, so left alone

@@ -28,7 +28,7 @@ from fetcher.termination import write_termination_message
 from fetcher.watch.reconcile import Reconciler, SyncResult
 from fetcher.watch.status import WatchStatus, now_text, read_status, write_status
 from fetcher.watch.settings import WatchSettings
-from fetcher.watch.triton_client import TritonClient
+from fetcher.watch.triton_client import TritonAuth, TritonClient
 from fetcher.watch.values_watcher import ValuesWatcher
 
 # Consecutive failed syncs are retried after retry_interval, then twice as long each time, up to this.
@@ -97,6 +97,8 @@ class _Sidecar:
         """Install the lease; an exit code when the sidecar must stop, None once it is ready."""
         self.write()  # a restarted sidecar must not look ready before its own sync
         try:
+            if self.settings.triton_auth_file is not None:
+                self.triton.auth = TritonAuth.read(self.settings.triton_auth_header, self.settings.triton_auth_file)
             initial = self.plans()
             self.reconciler = Reconciler(self.settings.repository, self.options, self.triton,
                                          concurrency=self.settings.concurrency,

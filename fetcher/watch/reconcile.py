@@ -1,6 +1,7 @@
 """One sync: make the repository root (and the running Triton) hold exactly the lease's models.
 
-- a model that left the lease: Triton unloads it, then its folder is deleted and forgotten;
+- a model that left the lease (or a model folder no lease named, found in the root): Triton
+  unloads it, then its folder is deleted and forgotten;
 - a new model, or one whose plan changed (URI, sha256, source, secret): fetched into a work folder
   in the staging area, swapped in with renames, then loaded (Triton reloads a loaded model in place).
   If Triton refuses it, the swap is undone: the folder that was serving comes back, Triton keeps
@@ -25,7 +26,8 @@ from fetcher.errors import FetcherError, InstallError
 from fetcher.logs import get_logger
 from fetcher.repository.install import Repository
 from fetcher.repository.manifest import MANIFEST_NAME, Manifest, plan_fingerprint
-from fetcher.runner import changed_at_source, clear_stale_resumes, install_model, is_installed
+from fetcher.runner import (changed_at_source, clear_stale_resumes, install_model, is_installed, remove_model,
+                            stale_models)
 from fetcher.sources.base import FetchOptions, ModelPlan
 from fetcher.watch.triton_client import TritonClient
 
@@ -60,7 +62,7 @@ class Reconciler:
         """Apply the lease; with ``load`` False (Triton not started yet) only the files change."""
         result = SyncResult()
         wanted = {plan.spec.name for plan in plans}
-        for name in sorted(self.manifest.names() - wanted):
+        for name in stale_models(self.repository, self.manifest, wanted):
             try:
                 self._remove(name, load)
                 result.removed.append(name)
@@ -98,8 +100,7 @@ class Reconciler:
         if load:
             self.triton.unload(name)
             self.triton.wait_unloaded(name, self.unload_timeout)
-        self.repository.remove(name)
-        self.manifest.forget(name)
+        remove_model(self.repository, self.manifest, name)
         if self.options.observer.metrics is not None:
             self.options.observer.metrics.model_removed()
         self.log.info("model=%s event=removed%s", name, " unloaded=true" if load else "")

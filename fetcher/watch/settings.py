@@ -23,4 +23,7 @@ class WatchSettings:
     retry_interval: float = 60.0
     triton_connect_timeout: float = 5.0
     triton_timeout: float = 600.0  # one load or unload; also the wait for Triton to be live
+    # The header Triton's --http-restricted-api demands on its repository API, and the file of its value.
+    triton_auth_header: str = "model-control-key"
+    triton_auth_file: Path | None = None
     log_format: str = "text"  # "json": failures are told by the event=failed lines only, stderr stays JSON

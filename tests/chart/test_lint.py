@@ -29,3 +29,11 @@ def test_lint_is_clean_with_every_escape_hatch(kube_version):
 def test_lint_reports_bad_values():
     report = helm_python.lint(CHART_DIR, {"triton": {"imag": {}}}, strict=True)
     assert any("imag" in error for error in report["errors"])
+
+
+def test_lint_is_clean_in_sidecar_mode_with_the_model_control_secret_and_a_network_policy():
+    values = {"fetcher": {"mode": "sidecar"},
+              "networkPolicy": {"enabled": True, "inferenceFrom": [{"podSelector": {"matchLabels": {"app": "c"}}}]}}
+    report = helm_python.lint(CHART_DIR, values, strict=True, kube_version="v1.37.0", namespace="models")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= WARNING] == []

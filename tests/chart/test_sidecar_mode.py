@@ -73,10 +73,14 @@ def test_rendered_command_and_probe_are_accepted_by_the_fetchers_parser(render):
 
 
 def test_the_triton_flags_are_those_the_watch_tests_run_the_real_triton_with(render):
-    from watch_pod import TRITON_ARGS
+    from watch_pod import MODEL_CONTROL_HEADER, TRITON_ARGS, restricted_args
 
-    args = render(sidecar()).triton["args"]
+    rendered = render(sidecar())
+    args = rendered.triton["args"]
     assert [a for a in args if a in TRITON_ARGS] == TRITON_ARGS
+    # The restriction, with the key the kubelet substitutes from the env.
+    assert [a for a in args if "restricted" in a] == restricted_args("$(TRITON_MODEL_CONTROL_KEY)")
+    assert arg(rendered.fetcher, "--triton-auth-header") == MODEL_CONTROL_HEADER
 
 
 def test_triton_runs_in_explicit_mode_and_loads_the_repository_at_start(render):
