@@ -2,9 +2,10 @@
 
 For the same values, release and namespace, `helm template` renders the same templates, each to the
 same text, as helm-python-sdk; `helm install --dry-run=client` the same NOTES; and a value that fails
-fails both with the same message. So either can stand for the other. Whatever templates the chart
-holds are compared, and one value set switches on every `enabled: false` of values.yaml, so a new
-optional template is compared as soon as it exists.
+fails both with the same message; `.Capabilities` set through render_chart (kube_version,
+api_versions) render as `--kube-version` and `--api-versions` do. So either can stand for the other.
+Whatever templates the chart holds are compared, and one value set switches on every
+`enabled: false` of values.yaml, so a new optional template is compared as soon as it exists.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import helm_python
 import pytest
 import yaml
 
-from conftest import CHART_DIR, load_example, merge_values
+from conftest import CHART_DIR, OLDEST_KUBERNETES, load_example, merge_values, render_chart
 from devkit.helm_cli import helm, install_files, render_differences, sdk_kube_version, template_files
 from test_helm_cli import CHART_NAME, LEASE_A_MODELS, SHARED_VALUES
 
@@ -68,9 +69,12 @@ def helm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("helm-home")
 
 
-def sdk_render(chart: helm_python.Chart, values: dict[str, Any]) -> dict[str, str] | str:
-    """{template: text}, or the error's message."""
+def sdk_render(chart: helm_python.Chart, values: dict[str, Any], **capabilities: Any) -> dict[str, str] | str:
+    """{template: text}, or the error's message; capabilities: render_chart's kube_version, api_versions."""
     try:
+        if capabilities:
+            return render_chart(copy.deepcopy(values), name=RELEASE, namespace=NAMESPACE, chart=chart,
+                                **capabilities).files
         return chart.render(copy.deepcopy(values), name=RELEASE, namespace=NAMESPACE)
     except (helm_python.HelmValuesError, helm_python.HelmRenderError) as error:
         return str(error)
@@ -117,6 +121,32 @@ def test_helm_install_dry_run_renders_what_the_sdk_renders(chart, helm_home, kub
     sdk = (sdk_render(chart, values), sdk_render(chart, values))
     cli = tuple(cli_render(helm_home, values_file, install=True) for _ in range(2))
     assert_same_renders(sdk, cli)
+
+
+SERVICE_MONITOR = "monitoring.coreos.com/v1/ServiceMonitor"
+
+
+@pytest.mark.parametrize(("name", "kube_version", "api_versions"), [
+    ("every-switch-on", OLDEST_KUBERNETES, ()),
+    ("every-switch-on", "1.29.0", (SERVICE_MONITOR,)),
+    ("shared-and-lease-sidecar", "1.29.0", (SERVICE_MONITOR,)),
+    ("shared-and-lease-sidecar", "1.28.0", ()),
+])
+def test_capabilities_given_to_the_sdk_render_as_the_cli_flags_do(chart, helm_home, tmp_path, name, kube_version,
+                                                                  api_versions):
+    # The chart tests set .Capabilities through render_chart(kube_version=, api_versions=); the user
+    # through --kube-version and --api-versions.
+    values = VALUE_SETS[name]
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values), encoding="utf-8")
+    capabilities = {"kube_version": kube_version, "api_versions": api_versions}
+    sdk = (sdk_render(chart, values, **capabilities), sdk_render(chart, values, **capabilities))
+    flags = ["--kube-version", kube_version, *[f"--api-versions={api}" for api in api_versions]]
+    cli = tuple(cli_render(helm_home, values_file, *flags) for _ in range(2))
+    assert_same_renders(sdk, cli)
+    enabled = values.get("metrics", {}).get("serviceMonitor", {}).get("enabled")
+    if enabled and api_versions and (CHART_DIR / "templates" / "servicemonitor.yaml").exists():
+        assert any("kind: ServiceMonitor" in text for text in cli[0].values()), "the API version reached the render"
 
 
 def test_a_difference_would_be_seen(chart, helm_home, kube_version, tmp_path):
