@@ -69,6 +69,10 @@ image-debs: ## As root: install podman, runc and debootstrap when missing (for t
 image: $(STAMP) image-debs ## Build Dockerfile.fetcher with podman on a locally made Debian base (BASE_IMAGE=... for another)
 	$(BIN)/python -m devkit.image $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
 
+.PHONY: kill-test
+kill-test: $(STAMP) ## The kill test at full scale: a 4 GiB model killed 20 times, HTTPS zip and S3 (about 13 GiB of /tmp)
+	KILL_TEST_MIB=4096 KILL_TEST_KILLS=20 $(BIN)/pytest tests/test_kill_resume.py -s $(PYTEST_ARGS)
+
 .PHONY: chart-schema
 chart-schema: $(STAMP) ## Regenerate chart/values.schema.json from schemas/ and chart/values.yaml
 	$(BIN)/python scripts/generate_chart_schema.py

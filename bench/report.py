@@ -15,7 +15,7 @@ from bench.measure import Measurement
 
 MIB = 1024 * 1024
 
-# The goals of issue 12 (those of issue 7 where it set none).
+# The goals the benchmark reports against.
 GOAL_S3_VS_S5CMD = 1.0
 GOAL_SMALL_FILES_VS_S5CMD = 1.2  # workload D
 GOAL_HTTPS_VS_FLOOR = 0.8

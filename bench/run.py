@@ -401,7 +401,7 @@ def build_markdown(document: dict, tables: dict, memory: dict) -> str:
             heaviest = ", ".join(f"{r['module']} {r['cumulative_ms']:.0f} ms" for r in startup["imports"][:6])
             lines += ["", f"Heaviest imports of the explain (python -X importtime, cumulative): {heaviest}."]
         lines.append("")
-    lines += ["## Goals (issue 12)", "", "| goal | status | measurement |", "| --- | --- | --- |"]
+    lines += ["## Goals", "", "| goal | status | measurement |", "| --- | --- | --- |"]
     for goal in document["goals"]:
         lines.append(f"| {goal['goal']} | {goal['status'].upper()} | {goal['detail'].replace('|', '/')} |")
     lines.append("")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from devkit.https_server import Fault
+from devkit.https_server import ByteCounter, Fault, corrupt, pace
 from devkit.threaded_server import QuietThreadingServer, running
 
 
@@ -34,6 +35,9 @@ class ProxyState:
     upstream_port: int
     rules: list[ProxyRule] = field(default_factory=list)
     seen: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, target, Range
+    counter: ByteCounter = field(default_factory=ByteCounter)  # body bytes of GET answers sent to clients
+    send_rate: int | None = None  # bytes per second of every body (a slow link); None for full speed
+    stopping: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take_fault(self, method: str, target: str) -> Fault | None:
@@ -83,13 +87,27 @@ class _Handler(BaseHTTPRequestHandler):
             for key, value in response.getheaders():
                 if key.lower() not in ("connection", "transfer-encoding"):
                     self.send_header(key, value)
-            content = response.read()
-            if response.getheader("Content-Length") is None:
+            declared = response.getheader("Content-Length")
+            if declared is None:  # a chunked answer: read whole, sent with a length
+                content = response.read()
                 self.send_header("Content-Length", str(len(content)))
+                length, chunks = len(content), iter([content])
+            else:  # streamed through, so a large object is never held whole
+                length = int(declared)
+                chunks = iter(lambda: response.read(256 * 1024), b"")
             self.end_headers()
-            limit = len(content) if fault is None or fault.drop_after is None else min(fault.drop_after, len(content))
-            self.wfile.write(content[:limit])
-            if limit < len(content):
+            limit = length if fault is None or fault.drop_after is None else min(fault.drop_after, length)
+            sent = 0
+            started = time.monotonic()
+            for chunk in chunks:
+                chunk = corrupt(chunk[:limit - sent], sent, fault)
+                self.wfile.write(chunk)
+                sent += len(chunk)
+                if self.command == "GET":
+                    state.counter.add(len(chunk))
+                if sent >= limit or pace(state.send_rate, started, sent, state.stopping):
+                    break
+            if limit < length:
                 self.wfile.flush()
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -124,4 +142,7 @@ def fault_proxy(upstream_url: str) -> Iterator[RunningProxy]:
     parts = urlsplit(upstream_url)
     state = ProxyState(upstream_host=parts.hostname or "127.0.0.1", upstream_port=parts.port or 80)
     with running(_ProxyServer(state)) as port:
-        yield RunningProxy(state=state, url=f"http://127.0.0.1:{port}")
+        try:
+            yield RunningProxy(state=state, url=f"http://127.0.0.1:{port}")
+        finally:
+            state.stopping.set()  # ends paced responses, so the proxy can shut down

@@ -34,6 +34,47 @@ class Fault:
     drop_after: int | None = None  # send this many body bytes, then close the connection
     stall_seconds: float = 0.0  # wait this long before the body (bounded; ends early on shutdown)
     retry_after: str | None = None
+    corrupt_at: int | None = None  # flip the bits of the body byte at this offset of the response
+
+
+def corrupt(chunk: bytes, chunk_offset: int, fault: "Fault | None") -> bytes:
+    """``chunk`` (starting at ``chunk_offset`` of a response body) with the fault's byte flipped, if it holds it."""
+    if fault is None or fault.corrupt_at is None or not chunk_offset <= fault.corrupt_at < chunk_offset + len(chunk):
+        return chunk
+    index = fault.corrupt_at - chunk_offset
+    return chunk[:index] + bytes([chunk[index] ^ 0xFF]) + chunk[index + 1:]
+
+
+def pace(rate: float | None, began: float, sent: int, stopping: threading.Event) -> bool:
+    """Hold a body to ``rate`` bytes per second, like a link of that speed (None: no limit), once
+    ``sent`` bytes went out since ``began``; True when a shutdown ended the wait.
+
+    A client that reads faster than the link keeps the socket buffers nearly empty, as on a real
+    network; on loopback an unpaced server fills megabytes of buffers that a killed client loses."""
+    if rate:
+        ahead = began + sent / rate - time.monotonic()
+        if ahead > 0 and stopping.wait(ahead):
+            return True
+    return False
+
+
+class ByteCounter:
+    """Body bytes a server has written to its sockets, counted chunk by chunk (a client killed
+    mid-body still counts what reached it), and a wait for the count to pass a mark."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.total = 0
+
+    def add(self, count: int) -> None:
+        with self._changed:
+            self.total += count
+            self._changed.notify_all()
+
+    def wait_for(self, mark: int, timeout: float) -> bool:
+        """True once ``total`` reaches ``mark``; False after ``timeout`` seconds."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.total >= mark, timeout=timeout)
 
 
 @dataclass
@@ -52,7 +93,11 @@ class ServerState:
     requests: list[RecordedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
-    body_bytes_sent: int = 0
+    counter: ByteCounter = field(default_factory=ByteCounter)
+
+    @property
+    def body_bytes_sent(self) -> int:
+        return self.counter.total
 
     def take_fault(self, path: str) -> Fault | None:
         with self.lock:
@@ -131,14 +176,11 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk = source.read(min(piece, limit - sent))
                 if not chunk:
                     break
-                self.wfile.write(chunk)
+                self.wfile.write(corrupt(chunk, sent, fault))
                 sent += len(chunk)
-                if rate is not None:  # pace to the rate; a shutdown ends the wait
-                    ahead = began + sent / rate - time.monotonic()
-                    if ahead > 0 and state.stopping.wait(ahead):
-                        break
-        with state.lock:
-            state.body_bytes_sent += sent
+                state.counter.add(len(chunk))
+                if pace(rate, began, sent, state.stopping):
+                    break
         if sent < end - start:
             self.close_connection = True
             self.wfile.flush()

@@ -73,3 +73,29 @@ def zip_model(path: Path, files: dict[str, bytes], *, top_folder: str | None = N
         for name, content in (extra or {}).items():
             zf.writestr(name, content)
     return path
+
+
+def write_large_model(folder: Path, name: str, weight_bytes: int, *, seed: int = 0) -> Path:
+    """A model folder with ``weight_bytes`` of seeded random weights in two files (written in
+    chunks, so gigabytes never sit in memory), beside the usual config.pbtxt and model.py."""
+    import random
+
+    write_model(folder, name)
+    rng = random.Random(seed)
+    sizes = {"1/weights-a.bin": weight_bytes * 3 // 4, "1/weights-b.bin": weight_bytes - weight_bytes * 3 // 4}
+    for relative, size in sizes.items():
+        with open(folder / relative, "wb") as out:
+            left = size
+            while left:
+                chunk = rng.randbytes(min(left, 8 << 20))
+                out.write(chunk)
+                left -= len(chunk)
+    return folder
+
+
+def zip_folder(path: Path, folder: Path) -> Path:
+    """Zip a model folder from disk, members stored (random weights do not compress), ZIP64 when needed."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            zf.write(file, file.relative_to(folder).as_posix())
+    return path

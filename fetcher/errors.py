@@ -42,8 +42,23 @@ class DownloadError(FetcherError):
     """A transfer failed (network, HTTP status, TLS, S3)."""
 
 
+class WriteError(DownloadError):
+    """Fetched bytes could not be written here (a full volume, say): not the source's fault, and
+    no reason to keep a half-done download that takes the room others need."""
+
+    @classmethod
+    def of(cls, what: str, exc: OSError) -> WriteError:
+        full = exc.errno == 28  # ENOSPC
+        return cls(f"{what}: {exc.strerror}",
+                   hint="is the model repository's volume (emptyDir) large enough?" if full else None)
+
+
 class ArchiveError(FetcherError):
     """An archive is corrupt, hostile or too large."""
+
+
+class IntegrityError(FetcherError):
+    """Fetched bytes are not what the source says they are (a checksum, a digest, a CRC or a size)."""
 
 
 class ModelLayoutError(FetcherError):
@@ -60,6 +75,10 @@ class TooLargeError(DownloadError, ArchiveError):
         amount = f"{size} bytes, more" if size is not None else "more"
         super().__init__(f"{where}: {amount} than the limit of {limit} bytes",
                          hint="raise --max-model-size if the model really is that large")
+
+
+class MemberIntegrityError(ArchiveError, IntegrityError):
+    """A zip member does not match its archive's records (CRC-32, size): both an archive and an integrity error."""
 
 
 class InstallError(FetcherError):

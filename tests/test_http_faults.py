@@ -168,9 +168,9 @@ def test_a_file_that_changes_between_parts_is_reported_as_changed(tmp_path: Path
 
     original = transfer_module.HttpDownload._fetch_parts
     with serve_files(big_file.parent) as server:
-        def fetch_parts(self, resource, target):
+        def fetch_parts(self, resource, target, *rest):
             server.state.etag = '"v2"'  # the file is replaced after the first response
-            return original(self, resource, target)
+            return original(self, resource, target, *rest)
 
         transfer_module.HttpDownload._fetch_parts = fetch_parts
         try:

@@ -203,7 +203,10 @@ def test_a_restart_does_not_download_installed_models_again(tmp_path: Path, site
     assert cli(*fetch_args(tmp_path, values)).status == 0
     result = cli(*fetch_args(tmp_path, values))
     assert result.status == 0 and "model=m event=unchanged" in result.stderr
-    assert len(http_server.requests_for("/my_model.zip")) == 1
+    # The change check asks for one byte and compares the ETag; --no-change-check asks nothing.
+    assert [r.headers.get("Range") for r in http_server.requests_for("/my_model.zip")] == [None, "bytes=0-0"]
+    assert cli(*fetch_args(tmp_path, values, "--no-change-check")).status == 0
+    assert len(http_server.requests_for("/my_model.zip")) == 2
 
 
 def test_a_damaged_or_changed_model_is_fetched_again(tmp_path: Path, site: Path, http_server, cli) -> None:
@@ -213,7 +216,7 @@ def test_a_damaged_or_changed_model_is_fetched_again(tmp_path: Path, site: Path,
     model_py.write_text("truncated")  # a different size: not the model that was installed
     assert cli(*fetch_args(tmp_path, values)).status == 0
     assert "+ 1.0" in model_py.read_text()
-    assert len(http_server.requests_for("/my_model.zip")) == 2
+    assert [r.headers.get("Range") for r in http_server.requests_for("/my_model.zip")] == [None, None]
     # A new URI for the same name replaces the model.
     zip_model(site / "v2.zip", model_files("m", addend=5.0))
     values = values_file(tmp_path, [], [f"name=m,uri={http_server.url('v2.zip')}"])

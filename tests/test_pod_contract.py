@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest

@@ -139,6 +139,17 @@ def test_a_changed_uri_serves_the_new_version(pod: WatchPod) -> None:
     pod.wait(lambda: sorted(p.name for p in staging.iterdir()) == ["manifest.json"], "the work folders to go")
 
 
+def test_content_changed_at_the_same_uri_is_reloaded_at_a_poll(pod: WatchPod, site: Path) -> None:
+    triton = pod.triton
+    assert triton.infer("beta", [1, 1, 1, 1]) == [3, 3, 3, 3]
+    zip_model(site / "beta.zip", model_files("beta", addend=50.0))  # the same URL, new content
+    pod.server.state.etag = '"v2"'
+    pod.wait(lambda: triton.infer("beta", [1, 1, 1, 1]) == [51, 51, 51, 51], "beta's new content to serve")
+    assert "event=source-changed" in pod.log() and "model=beta event=loaded" in pod.log()
+    assert triton.infer("alpha", [1, 1, 1, 1]) == [2, 2, 2, 2]
+    assert triton.process.poll() is None
+
+
 def test_broken_models_leave_the_serving_set_alone_and_are_reported(pod: WatchPod) -> None:
     triton = pod.triton
     alpha_code = (pod.repository / "alpha" / "1" / "model.py").read_text()

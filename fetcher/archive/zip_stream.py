@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import ArchiveError, DownloadError, TooLargeError
+from fetcher.file_digest import file_digest
+from fetcher.errors import ArchiveError, DownloadError, MemberIntegrityError, TooLargeError, WriteError
 from fetcher.archive.zip_extract import MAX_RATIO, RATIO_CHECK_MIN, checked_members, entry_kind
 from fetcher.sources.parallel_download import Cancelled, RetryableTransferError, run_all
 
@@ -48,6 +49,7 @@ INFLATE_STEP = 256 * 1024
 READ_AHEAD_PART = 4 * 1024 * 1024
 READ_AHEAD_DEPTH = 4
 READ_AHEAD_MIN = 4 * READ_AHEAD_PART  # most bytes one decompress call may produce (bounds memory on bombs)
+RESUME_STORED_MIN = 1024 * 1024  # a stored member this large records where its data starts, to resume
 LOCAL_HEADER = struct.Struct(zipfile.structFileHeader)
 DESCRIPTOR_SIGNATURE = b"PK\x07\x08"
 ZIP64_EXTRA = 0x0001
@@ -167,9 +169,11 @@ def unpack_member(stream: ByteStream, expected: _Expected, temp: Path, final: Pa
     finally:
         os.close(fd)
     if expected.size is not None and size != expected.size:
-        raise ArchiveError(f"entry {expected.name!r} is truncated: {size} of {expected.size} bytes")
+        raise MemberIntegrityError(f"entry {expected.name!r} is truncated: {size} of {expected.size} bytes",
+                                   hint="the zip is damaged; nothing was installed")
     if expected.crc is not None and crc != expected.crc:
-        raise ArchiveError(f"entry {expected.name!r} is corrupt: its CRC-32 does not match")
+        raise MemberIntegrityError(f"entry {expected.name!r} does not match the CRC-32 its archive records",
+                                   hint="the zip is damaged; nothing was installed")
     if final is not None:
         os.rename(temp, final)
     return size, crc, compressed
@@ -384,16 +388,51 @@ class RangedUnpack:
     def run(self, members: list[Member], temp_dir: Path) -> int:
         """Unpack ``members`` (temporary files in ``temp_dir``); return the bytes written."""
         temp_dir.mkdir(parents=True, exist_ok=True)
-        total = sum(member.end - member.start for member in members)
+        # A stored member a killed run cut short goes on from its last byte written; others start over.
+        resumed = {member.start: offset for member in members if (offset := _resumable(member, temp_dir)) is not None}
+        rest = [member for member in members if member.start not in resumed]
+        total = sum(member.end - member.start for member in rest)
         # Enough groups to keep every worker busy, none so large that one request holds the rest.
         group_bytes = min(16 * 1024**2, max(1024**2, total // max(1, self.concurrency * 4)))
-        groups = group_members(members, group_bytes)
+        groups = group_members(rest, group_bytes)
         groups.sort(key=lambda group: -(group[-1].end - group[0].start))  # large first
-        index = {id(member): n for n, member in enumerate(members)}
-        tasks = [lambda group=group: self._group(group, temp_dir, index) for group in groups]
+        tasks = [lambda group=group: self._group(group, temp_dir) for group in groups]
+        tasks += [lambda member=member: self._resume_stored(member, temp_dir, resumed[member.start])
+                  for member in members if member.start in resumed]
         return run_all(tasks, self.concurrency, self.cancel)
 
-    def _group(self, group: list[Member], temp_dir: Path, index: dict[int, int]) -> int:
+    def _resume_stored(self, member: Member, temp_dir: Path, data_start: int) -> int:
+        """Append the rest of a stored member to what a killed run wrote of it, then check it whole."""
+        info = member.info
+        temp = _temp(temp_dir, member)
+        failures = 0
+        while (have := temp.stat().st_size) < info.file_size:
+            received = 0
+            try:
+                with open(temp, "ab") as out:
+                    for chunk in self._checked(self.read_range(data_start + have, data_start + info.compress_size)):
+                        received += len(chunk)
+                        if have + received > info.file_size:
+                            raise ArchiveError(f"entry {info.filename!r} unpacks to more than it declares")
+                        out.write(chunk)
+            except RetryableTransferError as exc:
+                failures += 1
+                if failures >= self.attempts:
+                    raise DownloadError(f"{self.where}: the transfer of the archive kept breaking off ({exc})") from None
+            except OSError as exc:
+                raise _write_error(info.filename, exc) from None
+            if not received:
+                failures += 1
+                if failures >= self.attempts:
+                    raise DownloadError(f"{self.where}: entry {info.filename!r}: the server sent nothing more")
+        if file_digest(temp, _Crc32()) != info.CRC.to_bytes(4, "big") or temp.stat().st_size != info.file_size:
+            raise MemberIntegrityError(f"entry {info.filename!r} does not match the CRC-32 its archive records",
+                                       hint="the zip is damaged; nothing was installed")
+        os.rename(temp, member.destination)
+        _data_start_file(temp_dir, member).unlink(missing_ok=True)
+        return info.file_size
+
+    def _group(self, group: list[Member], temp_dir: Path) -> int:
         """Unpack adjacent members from one range; a broken stream resumes at the first unfinished one."""
         done = 0
         written = 0
@@ -405,7 +444,7 @@ class RangedUnpack:
             try:
                 while done < len(group):
                     member = group[done]
-                    temp = temp_dir / f"{index[id(member)]}.partial"
+                    temp = _temp(temp_dir, member)
                     written += self._member(stream, member, temp)
                     done += 1
             except (RetryableTransferError, StreamEnded) as exc:
@@ -466,6 +505,9 @@ class RangedUnpack:
         expected = _Expected(name=info.filename, method=info.compress_type, compressed=info.compress_size,
                              size=info.file_size, crc=info.CRC, limit=info.file_size)
         try:
+            if info.compress_type == zipfile.ZIP_STORED and info.file_size >= RESUME_STORED_MIN:
+                # Where its bytes start, so a later run can go on from where a kill stopped this one.
+                _data_start_file(temp.parent, member).write_text(str(stream.position))
             size, _, _ = unpack_member(stream, expected, temp, member.destination)
         except OSError as exc:
             raise _write_error(info.filename, exc) from None
@@ -473,17 +515,55 @@ class RangedUnpack:
         return size
 
 
+def _temp(temp_dir: Path, member: Member) -> Path:
+    """A member's temporary file, named by its offset: the same name in every run."""
+    return temp_dir / f"{member.start}.partial"
+
+
+def _data_start_file(temp_dir: Path, member: Member) -> Path:
+    return temp_dir / f"{member.start}.data-start"
+
+
+def _resumable(member: Member, temp_dir: Path) -> int | None:
+    """Where the data of a stored member that a killed run cut short starts in the archive, when its
+    temporary file can be continued; otherwise its leftovers are removed (it starts over) and None."""
+    temp, marker = _temp(temp_dir, member), _data_start_file(temp_dir, member)
+    try:
+        have = temp.stat().st_size if temp.exists() else 0
+        if member.info.compress_type == zipfile.ZIP_STORED and 0 < have <= member.info.file_size and marker.exists():
+            start = int(marker.read_text())
+            if member.start < start <= member.end - member.info.compress_size:
+                return start
+        temp.unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)
+    except (OSError, ValueError):
+        temp.unlink(missing_ok=True)
+    return None
+
+
+class _Crc32:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: bytes) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(4, "big")
+
+
 def _write_error(name: str, exc: OSError) -> DownloadError:
-    return DownloadError(
-        f"cannot write entry {name!r}: {exc.strerror}",
-        hint="is the model repository's volume (emptyDir) large enough?" if exc.errno == 28 else None,
-    )
+    return WriteError.of(f"cannot write entry {name!r}", exc)
 
 
 def unpack_ranged(size: int, read_range: ReadRange, target: Path, temp_dir: Path, *, max_bytes: int,
                   where: str, concurrency: int = 4, attempts: int = 4, tail: bytes = b"",
-                  check: Callable[[], None] | None = None) -> Unpacked:
-    """Unpack the archive of ``size`` bytes that ``read_range`` reads into the empty folder ``target``."""
+                  check: Callable[[], None] | None = None, keep: bool = False) -> Unpacked:
+    """Unpack the archive of ``size`` bytes that ``read_range`` reads into the empty folder ``target``.
+
+    ``keep``: ``target`` and ``temp_dir`` hold what a killed run unpacked of this same archive (the
+    caller checked its validator): the members at their place (checked before they got there) are
+    kept, and a stored member cut short goes on from its last byte written."""
     tail_start = size - len(tail)
     received = [len(tail)]  # bytes that came over the transport
     lock = threading.Lock()
@@ -501,12 +581,23 @@ def unpack_ranged(size: int, read_range: ReadRange, target: Path, temp_dir: Path
 
     zf = read_central_directory(size, read_counted, tail=tail)
     members = plan_members(zf, size, target, max_bytes)
+    if keep:
+        members = [member for member in members if not _in_place(member)]
     unpack = RangedUnpack(read_member, where=where, concurrency=concurrency, attempts=attempts, check=check)
     try:
         written = unpack.run(members, temp_dir)
     finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)  # members cut short; the finished ones are in place
+        # Members cut short; the finished ones are in place. (A kill leaves them for the next run.)
+        shutil.rmtree(temp_dir, ignore_errors=True)
     return Unpacked(bytes_read=received[0], bytes_written=written)
+
+
+def _in_place(member: Member) -> bool:
+    """A member an earlier run of the same archive unpacked: it reached its place only once checked."""
+    try:
+        return member.destination.is_file() and member.destination.stat().st_size == member.info.file_size
+    except OSError:
+        return False
 
 
 def extract_zip(archive: Path, target: Path, *, max_bytes: int, workers: int = 1) -> int:

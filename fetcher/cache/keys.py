@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any
 
 from fetcher.sources.base import FetchOptions, ModelPlan
 
 
 def source_validators(plan: ModelPlan[Any], options: FetchOptions) -> dict[str, Any] | None:
-    """The source's validators of the model, asked now with the pod's credentials; None when it gives none."""
-    if plan.source == "https":
-        return _https_validators(plan, options)
-    if plan.source == "s3":
-        return _s3_validators(plan, options)
-    return None
+    """The source's validators of the model, asked now with the pod's credentials; None when it gives none.
+
+    The same request as the change check of an installed model (``Source.validators``).
+    """
+    from fetcher.plan import source_for
+
+    return source_for(plan, options).validators(plan)
 
 
 def cache_key(plan: ModelPlan[Any], validators: dict[str, Any] | None) -> str | None:
@@ -52,45 +52,3 @@ def announced_size(validators: dict[str, Any] | None) -> int:
     if "objects" in validators:
         return sum(int(size or 0) for _etag, size in validators["objects"].values())
     return int(validators.get("size") or 0)
-
-
-def _https_validators(plan: ModelPlan[Any], options: FetchOptions) -> dict[str, Any] | None:
-    from fetcher.sources.http_transfer import HttpDownload, HttpSettings
-    from fetcher.sources.https import HttpsSource, _status_error
-
-    source = HttpsSource(options)
-    settings = HttpSettings(
-        ca_bundle=options.ca_bundle,
-        connect_timeout=options.connect_timeout,
-        read_timeout=options.read_timeout,
-        max_bytes=options.max_model_bytes,
-        concurrency=1,
-        deadline=time.monotonic() + min(options.model_timeout, 4 * options.read_timeout),
-    )
-    download = HttpDownload(plan.target.url, source._secret(plan), settings,
-                            lambda response, url: _status_error(response, url, plan))
-    try:
-        resource = download.probe()
-    finally:
-        download.close()
-    if resource.validator is None:
-        return None
-    return {"validator": resource.validator, "size": resource.size}
-
-
-def _s3_validators(plan: ModelPlan[Any], options: FetchOptions) -> dict[str, Any] | None:
-    import botocore.exceptions as botocore_errors
-
-    from fetcher.sources.s3 import S3Source, map_error
-
-    target = plan.target
-    client = S3Source(options)._client(target)
-    objects: dict[str, list[Any]] = {}
-    try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=target.bucket.bucket_name,
-                                                                       Prefix=target.prefix):
-            for item in page.get("Contents") or []:
-                objects[item["Key"]] = [item.get("ETag"), int(item.get("Size", 0))]
-    except (botocore_errors.BotoCoreError, botocore_errors.ClientError) as exc:
-        raise map_error(exc, target, action="listing") from None
-    return {"objects": objects} if objects else None

@@ -18,6 +18,7 @@ less than ``lease_grace`` seconds ago (the gap between an init container's end a
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import json
@@ -104,10 +105,10 @@ class ModelCache:
                 self._count("hit")
                 options.observer.model(name).reused("cache", entry["size"])
                 self.log.info("model=%s event=cache-hit key=%s bytes_saved=%d", name, key[:12], entry["size"])
-                return self._hand_out(plan, self.entry_dir(key), workdir)
+                return self._hand_out(plan, self.entry_dir(key), workdir, validators)
             self._count("miss")
             self.log.info("model=%s event=cache-miss key=%s", name, key[:12])
-            return self._fill(plan, key, workdir, fill)
+            return self._fill(plan, key, workdir, fill, validators)
 
     def _count(self, event: str, evicted_bytes: int = 0) -> None:
         if self.metrics is not None:
@@ -146,25 +147,35 @@ class ModelCache:
             self._remove_entry(key)
             return None
 
-    def _hand_out(self, plan: ModelPlan[Any], model: Path, workdir: Path, transferred: int = 0) -> FetchedModel:
-        """A link to the entry; a writable copy when the lease renames the model (the entry is shared)."""
+    def _hand_out(self, plan: ModelPlan[Any], model: Path, workdir: Path, validators: dict[str, Any] | None,
+                  transferred: int = 0) -> FetchedModel:
+        """A link to the entry; a writable copy when the lease renames the model (the entry is shared).
+        ``validators`` go to the manifest, for the change check of the installed model."""
         config = model / CONFIG_NAME
         if config.is_file() and configured_name(config) != plan.spec.name:
             copy = workdir / "model"
+            shutil.rmtree(copy, ignore_errors=True)  # a copy a killed run left in its resumable work folder
             shutil.copytree(model, copy, ignore=shutil.ignore_patterns(*_IGNORED_DIRS))
             _make_writable(copy)
-            return FetchedModel(model_dir=copy, bytes_transferred=transferred)
-        return FetchedModel(model_dir=model, bytes_transferred=transferred, link=True)
+            return FetchedModel(model_dir=copy, bytes_transferred=transferred, validators=validators)
+        return FetchedModel(model_dir=model, bytes_transferred=transferred, link=True, validators=validators)
 
     # -- fill --------------------------------------------------------------------------------
 
-    def _fill(self, plan: ModelPlan[Any], key: str, workdir: Path, fill: Callable[[Path], FetchedModel]) -> FetchedModel:
+    def _fill(self, plan: ModelPlan[Any], key: str, workdir: Path, fill: Callable[[Path], FetchedModel],
+              validators: dict[str, Any] | None) -> FetchedModel:
         name = plan.spec.name
         for leftover in (self.root / "staging").glob(f"{key}-*"):  # a killed fill of this entry
             _remove_tree(leftover)
         staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=self.root / "staging"))
         try:
             fetched = fill(staging)
+            if fetched.validators is not None and validators is not None and fetched.validators != validators:
+                # The content changed between the question and the download: it is not what the key names.
+                self._count("skip")
+                self.log.warning("model=%s event=cache-skip detail=the source's content changed during the "
+                                 "download; installed without storing it in the cache", name)
+                return self._own_copy(fetched, workdir)
             files = _seal(fetched.model_dir)
             size = sum(record[0] for record in files.values())
             with self._index() as index:
@@ -182,19 +193,25 @@ class ModelCache:
             if stored:
                 self._count("stored")
                 self.log.info("model=%s event=cache-stored key=%s bytes=%d", name, key[:12], size)
-                return self._hand_out(plan, self.entry_dir(key), workdir, fetched.bytes_transferred)
+                return self._hand_out(plan, self.entry_dir(key), workdir, validators, fetched.bytes_transferred)
             self._count("full")
             self.log.warning("model=%s event=cache-full bytes=%d limit=%d detail=entries in use leave no room; "
                              "installed from the pod's own copy", name, size, self.settings.max_bytes)
-            own = workdir / "model"
-            shutil.move(str(fetched.model_dir), own)
-            _make_writable(own)
-            return FetchedModel(model_dir=own, bytes_transferred=fetched.bytes_transferred)
+            return self._own_copy(fetched, workdir)
         except OSError as exc:
             raise CacheError(f"model {name!r}: cannot write the cache entry in {str(self.root)!r}: {exc.strerror}",
                              hint="check the cache volume's space and permissions") from None
         finally:
             _remove_tree(staging)
+
+    @staticmethod
+    def _own_copy(fetched: FetchedModel, workdir: Path) -> FetchedModel:
+        """The fetched model moved out of the cache's staging into the pod's work folder."""
+        own = workdir / "model"
+        shutil.rmtree(own, ignore_errors=True)  # a copy a killed run left in its resumable work folder
+        shutil.move(str(fetched.model_dir), own)
+        _make_writable(own)
+        return dataclasses.replace(fetched, model_dir=own)
 
     # -- eviction ----------------------------------------------------------------------------
 

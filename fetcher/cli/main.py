@@ -151,6 +151,10 @@ def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
                         help="longest wait for the next bytes from a server (default: %(default)s)")
     parser.add_argument("--volume-mode", choices=["link", "copy"], default=FetchOptions.volume_mode,
                         help="install volume models as symbolic links or as copies (default: %(default)s)")
+    parser.add_argument("--no-change-check", dest="change_check", action="store_false",
+                        help="never ask the source whether an installed model's content changed at the same URI "
+                             "(one ranged GET or S3 listing per model, on each fetch and each watch poll); "
+                             "for sources known to be immutable")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
                         help="a model cache shared by the pods of the node: HTTP(S) and S3 models are fetched "
                              "into it once and linked from it (mount it at the same path in Triton)")
@@ -254,6 +258,7 @@ def _fetch_options(args: argparse.Namespace, observer: FetchObserver, cache: Mod
         transfer_concurrency=args.transfer_concurrency,
         model_timeout=args.model_timeout,
         read_timeout=args.read_timeout,
+        change_check=args.change_check,
     )
 
 

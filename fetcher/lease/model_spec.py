@@ -11,6 +11,7 @@ from fetcher.lease.uri import ModelUri, parse_model_uri, redact_url
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 SPEC_KEYS = ("name", "uri", "sha256")
+MAPPING_KEYS = (*SPEC_KEYS, "files")  # a digest per file only fits a mapping
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 # A comma starts a new key only when a known key and '=' follow, so URLs may contain commas.
 _PAIR_SPLIT = re.compile(r",\s*(?=(?:%s)=)" % "|".join(SPEC_KEYS))
@@ -23,6 +24,8 @@ class ModelSpec:
     name: str
     uri: ModelUri
     sha256: str | None = None
+    # (path in the model folder, sha256) of every file, checked before the model is installed
+    files: tuple[tuple[str, str], ...] | None = None
 
 
 def parse_model_spec(raw: Any, *, origin: str) -> ModelSpec:
@@ -30,11 +33,11 @@ def parse_model_spec(raw: Any, *, origin: str) -> ModelSpec:
     if isinstance(raw, str):
         fields = _parse_spec_string(raw, origin=origin)
     elif isinstance(raw, dict):
-        unknown = sorted(str(k) for k in raw if k not in SPEC_KEYS)
+        unknown = sorted(str(k) for k in raw if k not in MAPPING_KEYS)
         if unknown:
             raise ModelSpecError(
                 f"{origin}: unknown key(s) {', '.join(unknown)} in model spec",
-                hint="a model spec has the keys name, uri and optionally sha256",
+                hint="a model spec has the keys name, uri and optionally sha256 and files",
             )
         fields = {k: v for k, v in raw.items()}
     else:
@@ -58,7 +61,28 @@ def parse_model_spec(raw: Any, *, origin: str) -> ModelSpec:
     if sha256 is not None and (not isinstance(sha256, str) or not SHA256.match(sha256)):
         raise ModelSpecError(f"{origin}: model {name!r} has a sha256 that is not 64 hexadecimal digits")
     parsed_uri = parse_model_uri(uri.strip(), model=name)
-    return ModelSpec(name=name, uri=parsed_uri, sha256=sha256.lower() if sha256 else None)
+    files = _file_digests(fields.get("files"), origin=origin, name=name)
+    return ModelSpec(name=name, uri=parsed_uri, sha256=sha256.lower() if sha256 else None, files=files)
+
+
+def _file_digests(raw: Any, *, origin: str, name: str) -> tuple[tuple[str, str], ...] | None:
+    """``files: {path: sha256}``: every file of the model, by its path in the model folder."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not raw:
+        raise ModelSpecError(f"{origin}: model {name!r}: files must map each file's path in the model folder "
+                             "to its sha256 (for example 1/model.onnx: <64 hexadecimal digits>)")
+    digests: list[tuple[str, str]] = []
+    for path, digest in raw.items():
+        segments = str(path).split("/")
+        if (not isinstance(path, str) or path.startswith("/") or "\\" in path or "\x00" in path
+                or any(s in ("", ".", "..") for s in segments)):
+            raise ModelSpecError(f"{origin}: model {name!r}: files names {str(path)!r}, which is not a plain "
+                                 "relative path in the model folder (like 1/model.onnx)")
+        if not isinstance(digest, str) or not SHA256.match(digest):
+            raise ModelSpecError(f"{origin}: model {name!r}: the sha256 of file {path!r} is not 64 hexadecimal digits")
+        digests.append((path, digest.lower()))
+    return tuple(sorted(digests))
 
 
 def _parse_spec_string(raw: str, *, origin: str) -> dict[str, str]:

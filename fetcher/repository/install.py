@@ -21,6 +21,12 @@ from fetcher.sources.base import FetchedModel
 
 # Where ``install`` moves the model it replaces, inside the work folder (discarded with it, or put back by ``restore``).
 _REPLACED_NAME = "replaced"
+RESUME_PREFIX = "resume-"
+
+
+def resume_name(model_name: str, fingerprint: str) -> str:
+    """The name of a model's resumable work folder for the plan of that fingerprint."""
+    return f"{RESUME_PREFIX}{model_name}-{fingerprint[:16]}"
 
 
 def default_staging_dir(dest: Path) -> Path:
@@ -52,10 +58,31 @@ class Repository:
         self._remove_leftovers()
 
     def _remove_leftovers(self) -> None:
-        """Work folders of an earlier, interrupted run are never models: remove them."""
+        """Work folders of an earlier, interrupted run are never models: remove them. Resumable
+        work folders stay until ``clear_stale_resumes`` knows which plans still want them."""
         for entry in self.staging.iterdir():
             if entry.name.startswith("work-"):
                 shutil.rmtree(entry, ignore_errors=True)
+
+    def resume_dir(self, model_name: str, fingerprint: str) -> Path:
+        """The model's resumable work folder: the same name for the same plan, so a restarted
+        fetcher finds what a killed one fetched (the journal in it says what may be reused)."""
+        folder = self.staging / resume_name(model_name, fingerprint)
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise InstallError(f"cannot create a work folder in {str(self.staging)!r}: {exc.strerror}") from None
+        return folder
+
+    def clear_stale_resumes(self, wanted: set[str]) -> list[str]:
+        """Remove the resumable work folders whose name is not in ``wanted`` (a model that left the
+        lease, a plan that changed); return the names removed."""
+        removed = []
+        for entry in sorted(self.staging.iterdir()):
+            if entry.name.startswith(RESUME_PREFIX) and entry.name not in wanted:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry.name)
+        return removed
 
     def workdir(self, model_name: str) -> Path:
         try:

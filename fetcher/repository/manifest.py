@@ -1,8 +1,10 @@
 """What is installed, recorded beside the repository root, so a restarted fetcher skips finished models.
 
 An init container that restarts keeps its emptyDir. Each installed model is recorded with a
-fingerprint of how it was fetched and the size of every file; a model whose fingerprint still
-matches and whose files are all there, with the recorded sizes, is not fetched again.
+fingerprint of how it was fetched, the size of every file and the validators the source gave for
+its content (an HTTP ETag or Last-Modified, the S3 ETags and sizes); a model whose fingerprint
+still matches and whose files are all there, with the recorded sizes, is not fetched again unless
+the source's validators changed (the change check).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def plan_fingerprint(plan: ModelPlan[Any], volume_mode: str) -> str:
     described: dict[str, Any] = {
         "uri": plan.spec.uri.text,
         "sha256": plan.spec.sha256,
+        "files": plan.spec.files,
         "source": plan.source,
         "location": plan.location,
         "secret": plan.secret,
@@ -35,7 +38,9 @@ def plan_fingerprint(plan: ModelPlan[Any], volume_mode: str) -> str:
 
 def tree_sizes(folder: Path) -> dict[str, int]:
     sizes: dict[str, int] = {}
-    for base, _dirs, files in os.walk(folder):
+    for base, dirs, files in os.walk(folder):
+        # Triton's Python backend compiles model.py into __pycache__ beside it: not a change of the model.
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in files:
             path = Path(base) / name
             sizes[str(path.relative_to(folder))] = path.lstat().st_size
@@ -66,8 +71,9 @@ class Manifest:
             return False
         return tree_sizes(installed) == entry.get("files")
 
-    def record(self, name: str, fingerprint: str, installed: Path) -> None:
-        entry: dict[str, Any] = {"fingerprint": fingerprint, "link": None, "files": None}
+    def record(self, name: str, fingerprint: str, installed: Path, validators: dict[str, Any] | None = None) -> None:
+        """``validators``: what the source said about the content (ETags, sizes), for change checks."""
+        entry: dict[str, Any] = {"fingerprint": fingerprint, "link": None, "files": None, "validators": validators}
         if installed.is_symlink():
             entry["link"] = os.readlink(installed)
         else:
@@ -86,6 +92,10 @@ class Manifest:
             entry = self._entries.get(name)
         return entry.get("fingerprint") if entry else None
 
+    def validators(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._entries.get(name)
+        return entry.get("validators") if entry else None
     def installed_bytes(self, name: str) -> int:
         """The recorded size of an installed model's files (0 for a link or an unknown model)."""
         with self._lock:

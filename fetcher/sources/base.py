@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from fetcher.credentials.secrets import SecretStore
 from fetcher.lease.model_spec import ModelSpec
@@ -28,6 +28,7 @@ class FetchOptions:
     read_timeout: float = 60.0
     model_timeout: float = 3600.0  # seconds one model's fetch may take in all
     transfer_concurrency: int = 4
+    change_check: bool = True  # compare an installed model's source validators (ETag...) on each check
     observer: FetchObserver = field(default_factory=FetchObserver)  # progress and metrics of the run
     cache: ModelCache | None = None  # the node's shared model cache (--cache-dir), if any
 
@@ -88,6 +89,9 @@ class FetchedModel:
     model_dir: Path  # holds config.pbtxt and/or numeric version folders
     bytes_transferred: int
     link: bool = False  # True: install a symbolic link to model_dir instead of moving it
+    # What the source said the content was (ETags, sizes), recorded in the manifest; a later
+    # ``Source.validators`` that differs means the content changed at the same URI.
+    validators: dict[str, Any] | None = None
 
 
 T_contra = TypeVar("T_contra", bound=Target, contravariant=True)
@@ -95,5 +99,14 @@ T_contra = TypeVar("T_contra", bound=Target, contravariant=True)
 
 class Source(Protocol[T_contra]):
     def fetch(self, plan: ModelPlan[T_contra], workdir: Path) -> FetchedModel:
-        """Fetch the planned model; everything written goes below ``workdir``."""
+        """Fetch the planned model; everything written goes below ``workdir``.
+
+        ``workdir`` may hold what an earlier, killed run of the same plan fetched: a source reuses
+        only what its journal proves is still the same at the source.
+        """
+        ...
+
+    def validators(self, plan: ModelPlan[T_contra]) -> dict[str, Any] | None:
+        """What the source says about the model now, cheaply (no content), in the form of
+        ``FetchedModel.validators``; None when the source cannot tell."""
         ...

@@ -24,12 +24,13 @@ from urllib3.util.retry import Retry
 
 from fetcher.credentials.secrets import SecretValue
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import DownloadError, TooLargeError, os_reason
+from fetcher.errors import DownloadError, TooLargeError, WriteError, os_reason
 from fetcher.lease.uri import redact_url
 from fetcher.logs import get_logger
 from fetcher.progress import ModelProgress
 from fetcher.sources.parallel_download import ParallelDownload, RemoteFile, RetryableTransferError
 from fetcher.sources.parallel_download import TransferSettings as PartSettings
+from fetcher.sources.resume_journal import TransferJournal
 
 MAX_REDIRECTS = 5
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -99,9 +100,52 @@ class HttpDownload:
         self.settings = settings
         self.describe_status = describe_status
         self.session = make_session(settings.concurrency * 4)  # zips: each worker may read ahead in parts
+        self.resource: Resource | None = None  # what the first response of open said
 
     def close(self) -> None:
         self.session.close()
+
+    def open(self, recorded: str | None = None) -> tuple[Resource, requests.Response]:
+        """GET the file: what the response says about it, and the response, its body unread.
+
+        With the validator ``recorded`` by an earlier, killed run, only one byte is asked for, with
+        ``If-Range`` on it: a 206 says the file is the same (the kept bytes are good), a 200 with
+        the whole body that it changed.
+        """
+        if recorded is not None:
+            response = self._open(self.start_url, first_byte=0, last_byte=0, validator=recorded)
+        else:
+            response = self._open(self.start_url, first_byte=0, validator=None)
+        resource = self.resource = self.describe(response)
+        if resource.size is not None and resource.size > self.settings.max_bytes:
+            response.close()
+            raise self._too_large()
+        if self.progress is not None:
+            self.progress.expect(resource.size)
+        return resource, response
+
+    def fetch_to(self, target: str, journal: TransferJournal | None = None) -> int:
+        """Download into ``target``; return the bytes received. The file is complete when it returns.
+
+        With a ``journal`` (the model's resumable work folder), a large file's parts are recorded as
+        they are written, and a later call resumes them after asking with the recorded validator.
+        """
+        recorded = journal.previous().get(Path(target).name) if journal is not None else None
+        resource, response = self.open(recorded.validator if recorded is not None else None)
+        parallel = (resource.accepts_ranges and resource.size is not None
+                    and resource.size >= self.settings.parallel_min_bytes and self.settings.concurrency > 1)
+        if parallel:
+            response.close()
+            assert resource.size is not None
+            return self._fetch_parts(resource, target, journal)
+        if response.status_code == 206:  # the one-byte probe of a resume: now the whole (small) file
+            response.close()
+            response = self._open(resource.url, first_byte=0, validator=None)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            return self._fetch_stream(fd, resource, response)
+        finally:
+            os.close(fd)
 
     def describe(self, response: requests.Response) -> Resource:
         """What a first response (a whole body, or a range) says about the file."""
@@ -118,37 +162,6 @@ class HttpDownload:
         response = self._open(self.start_url, first_byte=0, last_byte=0, validator=None)
         response.close()  # a server without ranges sends the whole file: it is not read
         return self.describe(response)
-
-    def open(self) -> tuple[Resource, requests.Response]:
-        """GET the file: what the response says about it, and the response, its body unread."""
-        response = self._open(self.start_url, first_byte=0, validator=None)
-        resource = Resource(
-            url=response.url,
-            size=_content_length(response),
-            accepts_ranges=response.headers.get("Accept-Ranges", "").lower() == "bytes",
-            validator=response.headers.get("ETag") or response.headers.get("Last-Modified"),
-        )
-        if resource.size is not None and resource.size > self.settings.max_bytes:
-            response.close()
-            raise self._too_large()
-        if self.progress is not None:
-            self.progress.expect(resource.size)
-        return resource, response
-
-    def fetch_to(self, target: str) -> int:
-        """Download into ``target``; return the bytes received. The file is complete when it returns."""
-        resource, response = self.open()
-        parallel = (resource.accepts_ranges and resource.size is not None
-                    and resource.size >= self.settings.parallel_min_bytes and self.settings.concurrency > 1)
-        if parallel:
-            response.close()
-            assert resource.size is not None
-            return self._fetch_parts(resource, target)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            return self._fetch_stream(fd, resource, response)
-        finally:
-            os.close(fd)
 
     # -- single stream, resumed by Range when it breaks off ------------------------------------
 
@@ -265,15 +278,15 @@ class HttpDownload:
 
     # -- parallel parts written in place -----------------------------------------------------
 
-    def _fetch_parts(self, resource: Resource, target: str) -> int:
+    def _fetch_parts(self, resource: Resource, target: str, journal: TransferJournal | None) -> int:
         assert resource.size is not None
         path = Path(target)
-        remote = RemoteFile(key=path.name, relative=path.name, size=resource.size)
+        remote = RemoteFile(key=path.name, relative=path.name, size=resource.size, validator=resource.validator)
         settings = PartSettings(concurrency=self.settings.concurrency, part_size=self.settings.part_bytes,
                                 multipart_threshold=self.settings.parallel_min_bytes - 1, attempts=RESUME_ATTEMPTS + 1)
         parts = ParallelDownload(lambda _file, start, end: self._read_range(resource, start, end), settings,
                                  where=redact_url(resource.url), deadline=self.settings.deadline,
-                                 progress=self.progress)
+                                 progress=self.progress, journal=journal)
         temp_dir = path.parent / f".{path.name}.parts"
         try:
             return parts.run((remote,), path.parent, temp_dir)
@@ -329,7 +342,7 @@ class HttpDownload:
                 requests.exceptions.Timeout, urllib3.exceptions.HTTPError) as exc:
             raise _Interrupted(position, _cause(exc)) from None
         except OSError as exc:
-            raise DownloadError(f"cannot write the download: {exc.strerror}") from None
+            raise WriteError.of("cannot write the download", exc) from None
         if end is not None and position < end:
             raise _Interrupted(position, "the body ended early")
         return position

@@ -2,12 +2,15 @@
 
 A large file is sized up front and each part is written in place at its offset, so nothing is
 reassembled afterwards. Every file is written under a temporary name and renamed into the model
-folder only once it is complete. The transport is a callable, so this module knows nothing of S3
-or HTTP.
+folder only once it is complete (and, with a ``verify`` callable, checked). The transport is a
+callable, so this module knows nothing of S3 or HTTP. With a ``TransferJournal`` the progress of
+every part is recorded as it is written, and a later run (after a kill) starts each part where the
+last one stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -16,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from fetcher.errors import DownloadError
+from fetcher.errors import DownloadError, IntegrityError, WriteError
 from fetcher.progress import ModelProgress
+from fetcher.sources.resume_journal import FileRecord, TransferJournal
 
 MiB = 1024 * 1024
 
@@ -27,10 +31,13 @@ class RemoteFile:
     key: str
     relative: str  # '/'-separated path below the model folder
     size: int
+    validator: str | None = None  # what proves the bytes are still the same on a later run (an ETag)
 
 
 # (file, start, end) -> the bytes [start, end) of the file, in chunks
 ReadRange = Callable[[RemoteFile, int, int], Iterator[bytes]]
+# (file, its complete download) -> None, or IntegrityError when the bytes are not what the source says
+Verify = Callable[[RemoteFile, Path], None]
 
 
 class RetryableTransferError(Exception):
@@ -63,9 +70,12 @@ class _FileState:
 
 class ParallelDownload:
     def __init__(self, read_range: ReadRange, settings: TransferSettings, *, where: str,
-                 deadline: float | None = None, progress: ModelProgress | None = None) -> None:
+                 deadline: float | None = None, progress: ModelProgress | None = None,
+                 journal: TransferJournal | None = None, verify: Verify | None = None) -> None:
         self.read_range = read_range
         self.progress = progress  # told of every chunk written, and of bytes kept when a part resumes
+        self.journal = journal
+        self.verify = verify
         self.settings = settings
         self.where = where
         self.deadline = deadline  # time.monotonic() after which the download gives up
@@ -76,27 +86,56 @@ class ParallelDownload:
         """Download ``files`` into ``model_dir`` through ``temp_dir``; return the bytes written."""
         model_dir.mkdir(parents=True, exist_ok=True)
         temp_dir.mkdir(parents=True, exist_ok=True)
+        kept: set[str] = set()
+        if self.journal is not None:
+            kept = self.journal.begin({f.key: FileRecord(f.size, f.validator, self._part_size(f)) for f in files})
         jobs: list[tuple[_FileState, int, int]] = []
-        for index, remote in enumerate(files):
-            state = _FileState(remote, temp_dir / f"{index}.partial", 0)
+        for remote in files:
+            state = _FileState(remote, temp_dir / (hashlib.sha256(remote.key.encode()).hexdigest()[:24] + ".partial"), 0)
+            if self._already_done(remote, model_dir, resumable=remote.key in kept):
+                continue
             parts = split_parts(remote.size, self.settings)
             state.parts_left = len(parts)
-            self._create(state)
+            self._create(state, resumable=remote.key in kept)
             jobs.extend((state, start, end) for start, end in parts)
         # Large files first: their parts keep every worker busy until the end.
         jobs.sort(key=lambda job: -job[0].file.size)
         tasks = [lambda job=job: self._part(job[0], job[1], job[2], model_dir) for job in jobs]
-        return run_all(tasks, self.settings.concurrency, self._cancel)
-
-    def _create(self, state: _FileState) -> None:
         try:
+            return run_all(tasks, self.settings.concurrency, self._cancel)
+        finally:
+            if self.journal is not None:
+                self.journal.close()
+
+    def _part_size(self, remote: RemoteFile) -> int:
+        parts = split_parts(remote.size, self.settings)
+        return parts[0][1] - parts[0][0] if parts else 0
+
+    def _already_done(self, remote: RemoteFile, model_dir: Path, *, resumable: bool) -> bool:
+        """A file an earlier run completed and verified (it is in the model folder only then)."""
+        final = model_dir / remote.relative
+        try:
+            if resumable and final.is_file() and final.stat().st_size == remote.size:
+                return True
+            final.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return False
+
+    def _create(self, state: _FileState, *, resumable: bool) -> None:
+        try:
+            if resumable and state.temp.is_file() and state.temp.stat().st_size == state.file.size:
+                return  # the parts the journal records as written are in it
+            if self.journal is not None:
+                self.journal.reset(state.file.key)  # whatever was recorded is not on disk any more
+            state.temp.unlink(missing_ok=True)
             fd = os.open(state.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 os.ftruncate(fd, state.file.size)
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise DownloadError(f"cannot create a file for {state.file.key!r}: {exc.strerror}") from None
+            raise WriteError.of(f"cannot create a file for {state.file.key!r}", exc) from None
 
     def _part(self, state: _FileState, start: int, end: int, model_dir: Path) -> int:
         written = self._write_range(state, start, end)
@@ -108,7 +147,12 @@ class ParallelDownload:
         return written
 
     def _write_range(self, state: _FileState, start: int, end: int) -> int:
-        offset = start
+        """Write the part ``[start, end)``; return the bytes received for it by this run."""
+        key = state.file.key
+        offset = min(max(self.journal.offset(key, start), start), end) if self.journal is not None else start
+        resumed_at = offset
+        if self.progress is not None:
+            self.progress.reused("resume", resumed_at - start)  # written by a run that was killed
         failures = 0
         while offset < end:
             if self._cancel.is_set():
@@ -128,6 +172,8 @@ class ParallelDownload:
                             )
                         _pwrite_all(fd, chunk, offset)
                         offset += len(chunk)
+                        if self.journal is not None:
+                            self.journal.advance(key, start, offset)
                         if self.progress is not None:
                             self.progress.add(len(chunk))
                 finally:
@@ -143,11 +189,8 @@ class ParallelDownload:
                 if self.progress is not None:
                     self.progress.reused("resume", offset - start)
             except OSError as exc:
-                raise DownloadError(
-                    f"{self.where}: cannot write {state.file.relative!r}: {exc.strerror}",
-                    hint="is the model repository's volume (emptyDir) large enough?" if exc.errno == 28 else None,
-                ) from None
-        return end - start
+                raise WriteError.of(f"{self.where}: cannot write {state.file.relative!r}", exc) from None
+        return end - resumed_at
 
     def _check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -162,12 +205,20 @@ class ParallelDownload:
             size = os.stat(state.temp).st_size
             if size != state.file.size:
                 raise DownloadError(f"{self.where}: {state.file.key!r} has {size} bytes, {state.file.size} were listed")
+            if self.verify is not None:
+                try:
+                    self.verify(state.file, state.temp)
+                except IntegrityError:
+                    if self.journal is not None:
+                        self.journal.reset(state.file.key)
+                    state.temp.unlink(missing_ok=True)
+                    raise
             final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(state.temp, final)
+            if self.journal is not None:
+                self.journal.completed(state.file.key)
         except OSError as exc:
-            raise DownloadError(
-                f"{self.where}: cannot move {state.file.relative!r} into place: {exc.strerror}"
-            ) from None
+            raise WriteError.of(f"{self.where}: cannot move {state.file.relative!r} into place", exc) from None
 
 
 def run_all(tasks: list[Callable[[], int]], concurrency: int, cancel: threading.Event) -> int:

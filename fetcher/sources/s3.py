@@ -8,6 +8,7 @@ and it is imported only for leases with S3 models.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import threading
@@ -25,12 +26,14 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import DownloadError, ModelLayoutError, ResolutionError, TooLargeError, os_reason
+from fetcher.errors import DownloadError, IntegrityError, ModelLayoutError, ResolutionError, TooLargeError, os_reason
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import LeaseValues, S3Repository
 from fetcher.logs import get_logger
 from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
 from fetcher.sources.parallel_download import ParallelDownload, RetryableTransferError, TransferSettings
+from fetcher.sources.resume_journal import TransferJournal
+from fetcher.sources.s3_checks import ObjectChecks
 from fetcher.sources.s3_keys import RemoteFile, check_is_model, model_prefix, select_objects
 
 DEFAULT_SIGNING_REGION = "us-east-1"  # what S3-compatible servers expect when none is given
@@ -164,12 +167,14 @@ class S3Source:
         self.options = options
         self.settings = settings or TransferSettings(concurrency=options.transfer_concurrency)
         self.request_attempts = request_attempts
+        self._checks: ObjectChecks | None = None  # of the model being fetched (one source per model)
 
     def fetch(self, plan: ModelPlan[S3Target], workdir: Path) -> FetchedModel:
         deadline = time.monotonic() + self.options.model_timeout
         target = plan.target
         client = self._client(target)
-        objects = select_objects(self._list(client, target), target.prefix, where=target.where)
+        etags: dict[str, str] = {}
+        objects = select_objects(self._list(client, target, etags), target.prefix, where=target.where)
         if not objects.files:
             raise ModelLayoutError(
                 f"{target.where} holds no objects",
@@ -188,10 +193,23 @@ class S3Source:
         model_dir = workdir / "model"
         for folder in objects.folders:
             (model_dir / folder).mkdir(parents=True, exist_ok=True)
+        files = tuple(dataclasses.replace(f, validator=etags.get(f.key)) for f in objects.files)
+        checks = self._checks = ObjectChecks(client, target)
         download = ParallelDownload(self._reader(client, target), self.settings, where=target.where,
-                                    deadline=deadline, progress=progress)
-        transferred = download.run(objects.files, model_dir, workdir / "partial")
-        return FetchedModel(model_dir=model_dir, bytes_transferred=transferred)
+                                    deadline=deadline, progress=progress, journal=TransferJournal(workdir / "journal"),
+                                    verify=checks.verify)
+        transferred = download.run(files, model_dir, workdir / "partial")
+        get_logger().info("model=%s event=s3-verified %s", plan.spec.name, checks.summary())
+        return FetchedModel(model_dir=model_dir, bytes_transferred=transferred,
+                            validators=_validators(files))
+
+    def validators(self, plan: ModelPlan[S3Target]) -> dict[str, Any] | None:
+        """The listing's ETags and sizes of the model's objects (one LIST, no content)."""
+        target = plan.target
+        client = self._client(target)
+        etags: dict[str, str] = {}
+        objects = select_objects(self._list(client, target, etags), target.prefix, where=target.where)
+        return _validators(tuple(dataclasses.replace(f, validator=etags.get(f.key)) for f in objects.files))
 
     def _client(self, target: S3Target) -> Any:
         bucket = target.bucket
@@ -226,11 +244,14 @@ class S3Source:
         except ValueError as exc:
             raise ResolutionError(f"s3 repository {bucket.repository_name!r}: {exc}") from None
 
-    def _list(self, client: Any, target: S3Target) -> Iterator[tuple[str, int]]:
+    def _list(self, client: Any, target: S3Target, etags: dict[str, str]) -> Iterator[tuple[str, int]]:
+        """The (key, size) of each object under the prefix; their ETags go into ``etags``."""
         paginator = client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=target.bucket.bucket_name, Prefix=target.prefix):
                 for item in page.get("Contents") or []:
+                    if item.get("ETag"):
+                        etags[item["Key"]] = str(item["ETag"])
                     yield item["Key"], int(item.get("Size", 0))
         except botocore_errors.BotoCoreError as exc:
             raise map_error(exc, target, action="listing") from None
@@ -274,18 +295,26 @@ class S3Source:
                                                            read=self.options.read_timeout))
         expires = int(min(7 * 24 * 3600, self.options.model_timeout + 300))
         by_boto3 = self._boto3_reader(client, target)
+        checks = self._checks
 
         def read_range(remote: RemoteFile, start: int, end: int) -> Iterator[bytes]:
             if any(part in (".", "..") for part in remote.key.split("/")):
                 yield from by_boto3(remote, start, end)  # urllib3 would resolve the dot segments of the URL
                 return
             action = f"downloading {remote.key!r}"
+            whole = start == 0 and end >= remote.size
+            params: dict[str, Any] = {"Bucket": bucket_name, "Key": remote.key}
+            headers: dict[str, str] = {}
+            if whole:  # the object's checksum comes with it, when it has one (a signed header)
+                params["ChecksumMode"] = headers["x-amz-checksum-mode"] = "ENABLED"
+            else:
+                headers["Range"] = f"bytes={start}-{end - 1}"
+            if remote.validator:  # never bytes of another version of the object
+                params["IfMatch"] = headers["If-Match"] = remote.validator
             try:  # presigned for each request, so refreshed credentials (a web identity's) are used
-                url = client.generate_presigned_url("get_object", Params={"Bucket": bucket_name, "Key": remote.key},
-                                                    ExpiresIn=expires)
+                url = client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
             except (botocore_errors.BotoCoreError, botocore_errors.ClientError) as exc:
                 raise map_error(exc, target, action=action) from None
-            headers = {"Range": f"bytes={start}-{end - 1}"} if start > 0 or end < remote.size else {}
             try:
                 response = pool.request("GET", url, headers=headers, preload_content=False)
             except urllib3.exceptions.SSLError:
@@ -299,9 +328,13 @@ class S3Source:
                 if response.status not in (200, 206):
                     match = ERROR_CODE.search(response.read(4096, decode_content=False) or b"")
                     code = match.group(1).decode() if match else str(response.status)
+                    if response.status == 412:
+                        raise _changed(target, remote)
                     error = botocore_errors.ClientError(
                         {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": response.status}}, "GetObject")
                     raise map_error(error, target, action=action)
+                if whole and checks is not None:
+                    checks.seen_headers(remote.key, response.headers)
                 while chunk := response.read1(READ_SIZE):
                     yield chunk
             except (urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError,
@@ -314,17 +347,31 @@ class S3Source:
 
     def _boto3_reader(self, client: Any, target: S3Target):
         bucket_name = target.bucket.bucket_name
+        checks = self._checks  # what each whole-object GET says is kept for the check of that object
 
         def read_range(remote: RemoteFile, start: int, end: int) -> Iterator[bytes]:
             request: dict[str, Any] = {"Bucket": bucket_name, "Key": remote.key}
-            if start > 0 or end < remote.size:
+            whole = start == 0 and end >= remote.size
+            if whole:
+                request["ChecksumMode"] = "ENABLED"  # the object's checksum comes with it, when it has one
+            else:
                 request["Range"] = f"bytes={start}-{end - 1}"
+            if remote.validator:
+                request["IfMatch"] = remote.validator  # never bytes of another version of the object
             try:
-                body = client.get_object(**request)["Body"]
+                response = client.get_object(**request)
             except (botocore_errors.BotoCoreError, botocore_errors.ClientError) as exc:
+                if _code(exc) in ("PreconditionFailed", "412"):
+                    raise _changed(target, remote) from None
                 raise map_error(exc, target, action=f"downloading {remote.key!r}") from None
+            if whole and checks is not None:
+                checks.seen(remote.key, response)
+            body = response["Body"]
             try:
                 yield from body.iter_chunks(READ_SIZE)
+            except botocore_errors.FlexibleChecksumError:
+                raise IntegrityError(f"{target.where}: {remote.key!r} does not match the checksum S3 "
+                                     "gives for it", hint="nothing was installed") from None
             except (
                 botocore_errors.ResponseStreamingError,
                 botocore_errors.IncompleteReadError,
@@ -399,6 +446,22 @@ def map_error(exc: Exception, target: S3Target, *, action: str) -> DownloadError
     if isinstance(exc, botocore_errors.NoCredentialsError):
         return DownloadError(f"{where}: {action}: no AWS credentials found")
     return DownloadError(f"{where}: {action} failed: {type(exc).__name__}")
+
+
+def _changed(target: S3Target, remote: RemoteFile) -> DownloadError:
+    return DownloadError(f"{target.where}: {remote.key!r} changed during the download (its ETag is not "
+                         f"{remote.validator} any more)", hint="the next try fetches the new version from the start")
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, botocore_errors.ClientError):
+        return str((exc.response.get("Error") or {}).get("Code") or "")
+    return ""
+
+
+def _validators(files: tuple[RemoteFile, ...]) -> dict[str, Any]:
+    """The ETag and size of every object, by key: what a later listing is compared with."""
+    return {"objects": {f.key: [f.validator, f.size] for f in files}}
 
 
 def _status_text(code: str, status: int) -> str:

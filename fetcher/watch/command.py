@@ -2,7 +2,8 @@
 
 watch: the initial sync (every model installed; Triton is loaded from it when it is already up),
 then "ready" in the status file, then a loop of ``sync_once``: poll the values files, and on a
-change (or when a failed sync is due for a retry) sync again against the running Triton. SIGTERM or
+change (or when a failed sync is due for a retry, or when the change check finds a model's content
+changed at its source) sync again against the running Triton. SIGTERM or
 SIGINT stops it between two syncs.
 """
 
@@ -134,10 +135,15 @@ class _Sidecar:
         """One poll: sync again if the values changed or a retry is due; False when stopped meanwhile."""
         changed = self.watcher.changed()
         if not changed and not self.backoff.is_due():
-            if not self.status.failures and self.options.observer.metrics is not None:
-                self.options.observer.metrics.in_sync()  # the repository still holds the whole lease
-            return True
-        self.log.info("event=%s", "values-changed" if changed else "retry")
+            # A failed sync waits for its retry: a changed model Triton refused is not fetched at every poll.
+            if not self.options.change_check or self.backoff.due_at is not None or not self._source_changed():
+                if not self.status.failures and self.options.observer.metrics is not None:
+                    self.options.observer.metrics.in_sync()  # the repository still holds the whole lease
+                return True
+            event = "source-changed"
+        else:
+            event = "values-changed" if changed else "retry"
+        self.log.info("event=%s", event)
         self.status.values_digest = self.watcher.digest
         try:
             wanted = self.plans()
@@ -165,6 +171,14 @@ class _Sidecar:
         else:
             self.backoff.succeeded()
         return True
+
+    def _source_changed(self) -> bool:
+        """The change check of one poll: has an installed model's content changed at its source?"""
+        assert self.reconciler is not None
+        try:
+            return bool(self.reconciler.changed_at_source(self.plans()))
+        except FetcherError:
+            return False  # broken values are reported when the values change
 
     def _wait_for_triton(self) -> bool:
         deadline = time.monotonic() + self.settings.triton_timeout

@@ -7,7 +7,9 @@
   If Triton refuses it, the swap is undone: the folder that was serving comes back, Triton keeps
   serving the model it had (a failed reload leaves the loaded model in place) and the failure is
   reported. A failed fetch never touches the repository root;
-- an unchanged model (same plan, files all there) is left alone.
+- an unchanged model (same plan, files all there, the same validators at the source) is left
+  alone; a model whose content changed at the same URI (another ETag, Last-Modified or S3
+  listing) is fetched again and reloaded like a changed plan.
 
 The manifest beside the root records what is installed; in sidecar mode that is also what Triton
 has loaded once it runs.
@@ -18,12 +20,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from fetcher.errors import FetcherError
+from fetcher.errors import FetcherError, InstallError
 from fetcher.logs import get_logger
 from fetcher.repository.install import Repository
 from fetcher.repository.manifest import MANIFEST_NAME, Manifest, plan_fingerprint
-from fetcher.runner import install_model, remove_model, stale_models
+from fetcher.runner import (changed_at_source, clear_stale_resumes, install_model, is_installed, remove_model,
+                            stale_models)
 from fetcher.sources.base import FetchOptions, ModelPlan
 from fetcher.watch.triton_client import TritonClient
 
@@ -66,10 +70,12 @@ class Reconciler:
                 self.log.error("model=%s event=failed action=remove error=%s", name, exc)
                 result.failures[name] = str(exc)
 
+        clear_stale_resumes(plans, self.repository, self.options)
         pending: list[ModelPlan] = []
         for plan in plans:
             name = plan.spec.name
-            if self.manifest.is_current(name, plan_fingerprint(plan, self.options.volume_mode), self.repository.root / name):
+            if (is_installed(plan, self.repository, self.options, self.manifest)
+                    and not changed_at_source(plan, self.options, self.manifest)):
                 result.unchanged.append(name)
             else:
                 pending.append(plan)
@@ -86,6 +92,12 @@ class Reconciler:
             self.options.cache.keep_only(self.repository.root)
         return result
 
+    def changed_at_source(self, plans: list[ModelPlan]) -> list[str]:
+        """The installed models whose source says their content changed (the poll's change check)."""
+        return [plan.spec.name for plan in plans
+                if self.manifest.fingerprint(plan.spec.name) == plan_fingerprint(plan, self.options.volume_mode)
+                and changed_at_source(plan, self.options, self.manifest)]
+
     def _remove(self, name: str, load: bool) -> None:
         if load:
             self.triton.unload(name)
@@ -99,12 +111,13 @@ class Reconciler:
         """Fetch, swap in and load one model; the reason when it failed (the serving model is kept)."""
         name = plan.spec.name
         previous = self.manifest.fingerprint(name)
+        previous_validators = self.manifest.validators(name)
 
         def load_into_triton(workdir: Path) -> None:
             try:
                 self.triton.load(name)
             except FetcherError:
-                if not self._roll_back(name, workdir, previous):
+                if not self._roll_back(name, workdir, previous, previous_validators):
                     self._forget_in_triton(name)
                 raise
 
@@ -122,7 +135,8 @@ class Reconciler:
         except FetcherError as exc:
             self.log.warning("model=%s event=unload-after-failure-failed error=%s", name, exc)
 
-    def _roll_back(self, name: str, workdir: Path, previous: str | None) -> bool:
+    def _roll_back(self, name: str, workdir: Path, previous: str | None,
+                   previous_validators: dict[str, Any] | None = None) -> bool:
         """Triton refused the new model: put back the folder that was there, if any (True then)."""
         try:
             restored = self.repository.restore(name, workdir)
@@ -131,7 +145,7 @@ class Reconciler:
             return False
         if restored and previous is not None:
             try:
-                self.manifest.record(name, previous, self.repository.root / name)
+                self.manifest.record(name, previous, self.repository.root / name, previous_validators)
             except OSError as exc:
                 self.log.error("model=%s event=rollback-failed error=%s", name, exc.strerror)
                 return True
