@@ -24,13 +24,13 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import trustme
 
-from devkit.chart import Rendered, lint_chart, render_chart
+from devkit.chart import Rendered, lint_chart, merge_values, render_chart
 from devkit.https_server import RunningServer, serve_files
 from devkit.models import model_files, write_model, zip_model
 from devkit.pod import REWRITE, ContainerRun, LocalPod, describe_mode
@@ -46,6 +46,7 @@ S3_ACCESS_SECRET = "demo-s3-access-key"
 S3_SECRET_SECRET = "demo-s3-secret-key"
 CA_CONFIGMAP = "demo-ca"
 CLAIM = "demo-model-claim"
+CACHE_CLAIM = "demo-model-cache"  # the node's shared model cache (fetcher.cache), a folder here
 BUCKET = "demo-models"
 INPUT = [1.0, 2.0, 3.0, 4.0]
 
@@ -179,11 +180,12 @@ def installed_bytes(pod: LocalPod, container: dict[str, Any], folder: Path) -> i
 def run_pod(rendered: Rendered, sources: DemoSources, root: Path, *, say: Callable[[str], None] = lambda _: None,
             on_line: Callable[[str], None] | None = None, models: list[str] | None = None,
             secrets: dict[str, dict[str, str]] | None = None, timeout: float = 180.0,
-            install: FetcherInstall | None = None) -> PodRun:
+            install: FetcherInstall | None = None, while_serving: Callable[[LocalPod], None] | None = None) -> PodRun:
     """Run the rendered pod here: the init container, then (only if it succeeded) Triton.
 
     ``secrets``: the cluster's Secrets, when not the demo's own (a test leaves one out);
-    ``install``: where the fetcher image's ``model-fetcher`` comes from (default: this environment).
+    ``install``: where the fetcher image's ``model-fetcher`` comes from (default: this environment);
+    ``while_serving``: called with the pod while its Triton serves (after the models answered).
     """
     config_maps = {**rendered.config_maps(), **sources.config_maps()}
     secrets = sources.secrets() if secrets is None else secrets
@@ -226,13 +228,17 @@ def run_pod(rendered: Rendered, sources: DemoSources, root: Path, *, say: Callab
                 output = triton.infer(name, INPUT) if ready else None
                 result.served[name] = (ready, output)
                 say(f"  {name}: ready={ready}  infer {INPUT} -> {output}")
+            if while_serving is not None:
+                while_serving(pod)
         return result
 
 
 def pod_triton_args(triton: Any) -> list[str]:
     """The arguments Triton was started with (after the mount script and the binary)."""
     args = [str(a) for a in triton.process.args]
-    binary = next(i for i, a in enumerate(args) if a.endswith("/tritonserver"))
+    binary = next((i for i, a in enumerate(args) if a.endswith("/tritonserver")), None)
+    if binary is None:  # a wrapper that execs tritonserver: the rendered args follow its own
+        return args[next(i for i, a in enumerate(args) if a.startswith("--model-repository")):]
     return args[binary + 1:]
 
 
@@ -252,7 +258,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="triton-lease-demo-") as scratch:
         work = Path(scratch)
         with demo_sources(work, say) as sources:
-            values = sources.values()
+            (work / "claims" / CACHE_CLAIM).mkdir(parents=True)
+            sources = replace(sources, claims={**sources.claims, CACHE_CLAIM: work / "claims" / CACHE_CLAIM})
+            values = merge_values(sources.values(), {"fetcher": {"cache": {
+                "enabled": True, "existingClaim": {"claimName": CACHE_CLAIM}, "maxSize": "1Gi"}}})
             say(f"rendering the chart (helm-python-sdk, Helm's engine) as release {RELEASE!r} in {NAMESPACE!r} "
                 f"with the lease: {', '.join(m.name for m in sources.models)}")
             problems = lint_chart(values, kube_version=LINT_KUBE_VERSION, namespace=NAMESPACE)
@@ -262,10 +271,19 @@ def main() -> int:
             say("the fetcher image is not available here: the rendered command `model-fetcher` runs from "
                 f"this virtual environment ({Path(sys.executable).parent}, first on the container's PATH)")
             run = run_pod(rendered, sources, work / "pod", say=say, on_line=show)
+            second = None
+            if run.init.returncode == 0:
+                say("a second pod of the lease on the same node: its fetcher finds the HTTPS and S3 models in the "
+                    "node's cache (fetcher.cache) and links them; the volume model is linked from its claim as before")
+                second = run_pod(rendered, sources, work / "pod-2", say=lambda _: None,
+                                 on_line=lambda line: show(line) if "event=cache" in line else None)
 
-    ok = (run.init.returncode == 0 and run.triton_started and len(run.served) == 3
-          and all(ready and output == model.expected() for model in sources.models
-                  for ready, output in [run.served.get(model.name, (False, None))]))
+    def served(pod: PodRun | None) -> bool:
+        return (pod is not None and pod.init.returncode == 0 and pod.triton_started and len(pod.served) == 3
+                and all(ready and output == model.expected() for model in sources.models
+                        for ready, output in [pod.served.get(model.name, (False, None))]))
+
+    ok = served(run) and served(second)
     if run.init.returncode != 0:
         print(f"termination message: {run.init.termination_message}")
     print()
@@ -277,6 +295,10 @@ def main() -> int:
     print(f"models: {len(run.installed)}   bytes installed: {sum(run.installed.values())}   "
           f"fetch: {run.init.seconds:.2f}s   Triton ready: {run.triton_seconds:.1f}s   "
           f"total: {time.monotonic() - started:.1f}s   mode: {run.mode}   result: {'OK' if ok else 'FAILED'}")
+    if second is not None:
+        hits = second.init.output.count("event=cache-hit")
+        print(f"second pod: fetch {second.init.seconds:.2f}s, {hits} models from the node's cache, "
+              f"Triton ready: {second.triton_seconds:.1f}s, all served: {served(second)}")
     return 0 if ok else 1
 
 

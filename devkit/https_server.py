@@ -87,6 +87,9 @@ class ServerState:
     send_rate: int | None = None  # bytes per second of every body (a slow link); None for full speed
     ignore_ranges: bool = False  # advertise Accept-Ranges, yet answer every Range with 200 and the whole file
     etag: str | None = '"v1"'
+    # When set, answers to requests without a Range header hold their body until it is set (or the
+    # server stops): a test can keep a whole download in flight while other clients arrive.
+    hold_whole: threading.Event | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -159,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if fault is not None and fault.stall_seconds:
             state.stopping.wait(fault.stall_seconds)
+        if state.hold_whole is not None and not requested:
+            while not state.hold_whole.wait(0.05) and not state.stopping.is_set():
+                pass
         limit = end - start if fault is None or fault.drop_after is None else min(fault.drop_after, end - start)
         rate = state.send_rate
         piece = 256 * 1024 if rate is None else max(1, min(256 * 1024, rate // 20))

@@ -274,8 +274,8 @@ class ImageFetcher(FetcherInstall):
                 *security_options(pod.spec, container)]
         if container.get("workingDir"):
             argv += ["--workdir", container["workingDir"]]
-        for item in container.get("env", []) or []:
-            argv += ["-e", f"{item['name']}={item['value']}"]
+        for name, value in pod.container_env(container).items():
+            argv += ["-e", f"{name}={value}"]
         volumes = {v["name"]: v for v in pod.spec.get("volumes", [])}
         for mount in pod.mounts(container):
             if mount.tmpfs_size is not None:

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -156,6 +157,7 @@ class LocalPod:
         self.argv: dict[str, list[str]] = {}  # container name -> the process last started for it
         self.in_image: set[str] = set()  # containers run from a real image (install.container_argv)
         self._lock: Any = None
+        self.uid = str(uuid.uuid4())  # metadata.uid, for env from the downward API
         self.volumes: dict[str, tuple[Path, str | None]] = {}
         for volume in pod_spec.get("volumes", []):
             self.volumes[volume["name"]] = self._materialize(volume)
@@ -332,10 +334,13 @@ class LocalPod:
             if "value" in item:
                 env[item["name"]] = expand_variables(str(item["value"]), env)
                 continue
+            if ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") == "metadata.uid":
+                env[item["name"]] = self.uid  # the downward API
+                continue
             ref = (item.get("valueFrom") or {}).get("secretKeyRef")
             if ref is None:
-                raise PodError(f'container "{container["name"]}": env {item["name"]}: only value and '
-                               "valueFrom.secretKeyRef are supported here")
+                raise PodError(f'container "{container["name"]}": env {item["name"]}: only value, '
+                               "valueFrom.secretKeyRef and fieldRef metadata.uid are supported here")
             data = self.secrets.get(ref["name"])
             if data is None or ref["key"] not in data:
                 if ref.get("optional"):
@@ -543,9 +548,13 @@ class triton_container:  # noqa: N801 - used like a function: with triton_contai
         install = TritonInstall.find()
         self.args, ports = adapt_triton_args(self.container.get("args", []), install.backends, http_port=self.http_port)
         env = self.pod.environment(self.container, base=install.environment())
+        command = self.container.get("command", ["tritonserver"])
+        if command == ["tritonserver"]:
+            command = [str(install.binary)]
+        else:  # a rendered wrapper (the cache's lease lock) that execs tritonserver: found on PATH
+            env["PATH"] = f"{install.binary.parent}:{env.get('PATH', SYSTEM_PATH)}"
         with open(self.log_path, "wb") as log:
-            self.process = self.pod.start(self.container, command=[str(install.binary)], args=self.args,
-                                          env=env, stdout=log)
+            self.process = self.pod.start(self.container, command=command, args=self.args, env=env, stdout=log)
         triton = RunningTriton(process=self.process, http_url=f"http://127.0.0.1:{ports['--http-port']}",
                                log_path=self.log_path, grpc_address=f"127.0.0.1:{ports['--grpc-port']}")
         try:

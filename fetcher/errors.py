@@ -104,3 +104,7 @@ def os_reason(exc: BaseException) -> str | None:
             if isinstance(inner, BaseException):
                 queue.append(inner)
     return None
+
+
+class CacheError(FetcherError):
+    """The shared model cache cannot be used (its folder, its lock, its index)."""

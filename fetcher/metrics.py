@@ -42,6 +42,10 @@ class FetchMetrics:
                                  ["source"], registry=r)
         self.removed = Counter(f"{PREFIX}_models_removed", "Models removed because the lease no longer names "
                                "them", registry=r)
+        self.cache_events = Counter(f"{PREFIX}_cache_events", "Events of the node's model cache: hit, miss, wait, "
+                                    "stored, evict, corrupt, full, bypass, skip", ["event"], registry=r)
+        self.cache_evicted_bytes = Counter(f"{PREFIX}_cache_evicted_bytes", "Bytes of cache entries evicted to "
+                                           "stay under the cache's size limit", registry=r)
         self.models = Gauge(f"{PREFIX}_models", "Models in the repository root", registry=r)
         self.last_success = Gauge(f"{PREFIX}_last_successful_sync_timestamp_seconds", "When the repository was "
                                   "last seen holding the whole lease: a sync that applied everything, or a poll "
@@ -60,6 +64,11 @@ class FetchMetrics:
 
     def reused(self, kind: str, count: int) -> None:
         self.reused_bytes.labels(kind).inc(count)
+
+    def cache_event(self, event: str, evicted_bytes: int = 0) -> None:
+        self.cache_events.labels(event).inc()
+        if evicted_bytes:
+            self.cache_evicted_bytes.inc(evicted_bytes)
 
     def fetched(self, source: str, seconds: float, reason: str | None) -> None:
         self.fetch_duration.labels(source, "failed" if reason else "installed").observe(seconds)

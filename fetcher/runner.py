@@ -14,7 +14,7 @@ from fetcher.plan import source_for
 from fetcher.repository.digests import check_file_digests
 from fetcher.repository.install import Repository, resume_name
 from fetcher.repository.manifest import MANIFEST_NAME, Manifest, plan_fingerprint
-from fetcher.sources.base import FetchOptions, ModelPlan
+from fetcher.sources.base import FetchedModel, FetchOptions, ModelPlan
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,15 @@ def fetch_one(plan: ModelPlan, repository: Repository, options: FetchOptions, ma
         options.observer.kept(name, manifest.installed_bytes(name))
         return ModelResult(name=name, ok=True)
     return install_model(plan, repository, options, manifest)
+
+
+def fetch_model(plan: ModelPlan, options: FetchOptions, workdir: Path) -> FetchedModel:
+    """The model from its source, or through the node's cache when one is set (HTTP(S) and S3 models:
+    volume models are on a claim of the cluster already)."""
+    source = source_for(plan, options)
+    if options.cache is None or plan.source == "volume":
+        return source.fetch(plan, workdir)
+    return options.cache.provide(plan, options, workdir, lambda folder: source.fetch(plan, folder))
 
 
 def is_installed(plan: ModelPlan, repository: Repository, options: FetchOptions, manifest: Manifest) -> bool:
@@ -96,7 +105,7 @@ def install_model(plan: ModelPlan, repository: Repository, options: FetchOptions
     try:
         workdir = repository.resume_dir(name, fingerprint)
         try:
-            fetched = source_for(plan, options).fetch(plan, workdir)
+            fetched = fetch_model(plan, options, workdir)
         except Exception as exc:
             keep_workdir = _resumable(exc)
             raise
@@ -160,10 +169,12 @@ def fetch_all(plans: list[ModelPlan], repository: Repository, options: FetchOpti
     for name in stale_models(repository, manifest, {plan.spec.name for plan in plans}):
         remove_model(repository, manifest, name)  # an InstallError here stops the fetch: the root is wrong
         get_logger().info("model=%s event=removed detail=no longer in the lease", name)
-    if not plans:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(plans))), thread_name_prefix="model") as pool:
-        results = list(pool.map(lambda plan: fetch_one(plan, repository, options, manifest), plans))
-    if options.observer.metrics is not None:
-        options.observer.metrics.synced(len(manifest.names()), None if all(r.ok for r in results) else "models")
+    results: list[ModelResult] = []
+    if plans:
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(plans))), thread_name_prefix="model") as pool:
+            results = list(pool.map(lambda plan: fetch_one(plan, repository, options, manifest), plans))
+        if options.observer.metrics is not None:
+            options.observer.metrics.synced(len(manifest.names()), None if all(r.ok for r in results) else "models")
+    if options.cache is not None:
+        options.cache.keep_only(repository.root)
     return results

@@ -333,6 +333,16 @@ def chart_properties() -> dict[str, Any]:
                     }
                 ),
                 "securityContext": ref("containerSecurityContext"),
+                "cache": obj(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "type": {"type": "string", "enum": ["existingClaim", "hostPath"]},
+                        "existingClaim": obj({"claimName": ref("optionalK8sName")}),
+                        "hostPath": obj({"path": {"type": "string", "pattern": "^/"}}),
+                        "maxSize": {"type": "string", "pattern": r"^[0-9]+([KMGT]i)?$"},
+                        "mountPath": {"type": "string", "pattern": "^/"},
+                    }
+                ),
             }
         ),
         "modelRepository": obj(

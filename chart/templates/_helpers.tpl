@@ -286,3 +286,10 @@ mounted, so a claim that is missing blocks only the leases that use it.
 {{- end -}}
 {{- dict "items" $volumes | toJson -}}
 {{- end -}}
+
+{{/*
+The Triton command's wrapper with fetcher.cache: $0 is the pod's lease lock file, "$@" Triton's args.
+*/}}
+{{- define "triton-lease.cacheLockScript" -}}
+exec 9<"$0" && flock --shared 9 && exec tritonserver "$@"
+{{- end }}

@@ -94,6 +94,9 @@ lists them all, each naming the value at fault.
 {{- if and .Values.podDisruptionBudget.enabled (eq (toString .Values.podDisruptionBudget.minAvailable) "") (eq (toString .Values.podDisruptionBudget.maxUnavailable) "") -}}
 {{- $errors = append $errors "podDisruptionBudget.enabled needs podDisruptionBudget.minAvailable or podDisruptionBudget.maxUnavailable" -}}
 {{- end -}}
+{{- if and .Values.fetcher.cache.enabled (eq .Values.fetcher.cache.type "existingClaim") (not .Values.fetcher.cache.existingClaim.claimName) -}}
+{{- $errors = append $errors "fetcher.cache.existingClaim.claimName is required when fetcher.cache.enabled is true and fetcher.cache.type is existingClaim (or set fetcher.cache.type: hostPath)" -}}
+{{- end -}}
 {{- if and .Values.fetcher.caBundle.configMapName (not .Values.fetcher.caBundle.key) -}}
 {{- $errors = append $errors "fetcher.caBundle.key is required when fetcher.caBundle.configMapName is set" -}}
 {{- end -}}

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
 from fetcher import __version__
+from fetcher.cache.store import CacheSettings, ModelCache
 from fetcher.cli.explain import print_plans
 from fetcher.credentials.secrets import SecretStore
 from fetcher.errors import FetcherError
@@ -37,8 +40,10 @@ METRICS_ADDRESS = "0.0.0.0"  # watch --metrics-port: reachable by the cluster's 
 
 
 def _size(text: str) -> int:
+    """Bytes, or a number with K, M, G, T (1024-based; Ki, Mi, Gi, Ti and KiB... say the same)."""
     units = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    value = text.strip().lower().removesuffix("b")
+    value = value.removesuffix("i") if value[-2:-1] in ("k", "m", "g", "t") else value
     unit = value[-1] if value and value[-1] in units else ""
     number = value[: -1] if unit else value
     try:
@@ -150,6 +155,15 @@ def _add_fetch_options(parser: argparse.ArgumentParser) -> None:
                         help="never ask the source whether an installed model's content changed at the same URI "
                              "(one ranged GET or S3 listing per model, on each fetch and each watch poll); "
                              "for sources known to be immutable")
+    parser.add_argument("--cache-dir", type=Path, metavar="DIR",
+                        help="a model cache shared by the pods of the node: HTTP(S) and S3 models are fetched "
+                             "into it once and linked from it (mount it at the same path in Triton)")
+    parser.add_argument("--cache-lease-grace", type=float, default=CacheSettings.lease_grace, metavar="SECONDS",
+                        help="how long the entries a pod links to stay protected from eviction after its "
+                             "fetcher ends, when no process of the pod holds its lease lock (default: %(default)s)")
+    parser.add_argument("--cache-max-size", type=_size, metavar="SIZE",
+                        help="the cache's size limit, in bytes or with a Ki, Mi, Gi or Ti suffix; least recently "
+                             "used entries that no running pod needs are evicted to stay under it")
     parser.add_argument("--progress-interval", type=_interval, default=PROGRESS_INTERVAL, metavar="SECONDS",
                         help="log a progress line (bytes, total, rate, ETA) for each model in flight this often; "
                              "0 for none (default: %(default)s)")
@@ -221,10 +235,23 @@ def _lease_options(args: argparse.Namespace) -> FetchOptions:
     return FetchOptions(secrets=SecretStore(args.secrets_dir), volumes_dir=args.volumes_dir)
 
 
-def _fetch_options(args: argparse.Namespace, observer: FetchObserver) -> FetchOptions:
+def _cache(args: argparse.Namespace, observer: FetchObserver) -> ModelCache | None:
+    if args.cache_dir is None and args.cache_max_size is None:
+        return None
+    if args.cache_dir is None or args.cache_max_size is None:
+        given, missing = ("--cache-dir", "--cache-max-size") if args.cache_dir else ("--cache-max-size", "--cache-dir")
+        raise FetcherError(f"{given} is given without {missing}", hint="the cache needs both its folder and its size limit")
+    pod_id = os.environ.get("POD_UID") or socket.gethostname()
+    return ModelCache(CacheSettings(root=args.cache_dir, max_bytes=args.cache_max_size, pod_id=pod_id,
+                                    lease_grace=args.cache_lease_grace, wait_timeout=args.model_timeout),
+                      metrics=observer.metrics)
+
+
+def _fetch_options(args: argparse.Namespace, observer: FetchObserver, cache: ModelCache | None) -> FetchOptions:
     return dataclasses.replace(
         _lease_options(args),
         observer=observer,
+        cache=cache,
         ca_bundle=args.ca_bundle,
         max_model_bytes=args.max_model_size,
         volume_mode=args.volume_mode,
@@ -293,14 +320,24 @@ def run(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> i
     from fetcher.metrics import FetchMetrics  # not for explain: it must start fast
 
     observer = FetchObserver(FetchMetrics(), interval=args.progress_interval)
-    if args.command == "watch":
-        return _watch(args, observer)
-    return _fetch(args, observer)
+    try:
+        cache = _cache(args, observer)
+    except FetcherError as exc:
+        log.error("error=%s", exc)
+        write_termination_message(args.termination_log, [str(exc)])
+        return ExitCode.USAGE
+    try:
+        if args.command == "watch":
+            return _watch(args, observer, cache)
+        return _fetch(args, observer, cache)
+    finally:
+        if cache is not None:
+            cache.close()  # the pod's lease lock: its Triton (or its grace period) keeps the entries now
 
 
-def _fetch(args: argparse.Namespace, observer: FetchObserver) -> int:
+def _fetch(args: argparse.Namespace, observer: FetchObserver, cache: ModelCache | None) -> int:
     log = get_logger()
-    options = _fetch_options(args, observer)
+    options = _fetch_options(args, observer, cache)
     repository = _repository(args)
     started = time.monotonic()
     try:
@@ -342,7 +379,7 @@ def _write_metrics_file(observer: FetchObserver, repository: Repository) -> str:
     return f" {figures} metrics_file={path}"
 
 
-def _watch(args: argparse.Namespace, observer: FetchObserver) -> int:
+def _watch(args: argparse.Namespace, observer: FetchObserver, cache: ModelCache | None) -> int:
     from fetcher.watch.command import run_watch
 
     log = get_logger()
@@ -357,7 +394,7 @@ def _watch(args: argparse.Namespace, observer: FetchObserver) -> int:
         log.info("event=metrics-serving address=%s port=%d path=/metrics", args.metrics_address, server.port)
     try:
         with observer.reporting():
-            return run_watch(_watch_settings(args), _fetch_options(args, observer))
+            return run_watch(_watch_settings(args), _fetch_options(args, observer, cache))
     finally:
         if server is not None:
             server.close()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from fetcher.credentials.secrets import SecretStore
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import HttpsRepository, S3Repository, VolumeRepository
 from fetcher.progress import FetchObserver
+
+if TYPE_CHECKING:
+    from fetcher.cache.store import ModelCache
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class FetchOptions:
     transfer_concurrency: int = 4
     change_check: bool = True  # compare an installed model's source validators (ETag...) on each check
     observer: FetchObserver = field(default_factory=FetchObserver)  # progress and metrics of the run
+    cache: ModelCache | None = None  # the node's shared model cache (--cache-dir), if any
 
 
 RepositoryConfig = HttpsRepository | VolumeRepository | S3Repository

@@ -88,6 +88,8 @@ class Reconciler:
                     result.applied.append(plan.spec.name)
                 else:
                     result.failures[plan.spec.name] = error
+        if self.options.cache is not None:
+            self.options.cache.keep_only(self.repository.root)
         return result
 
     def changed_at_source(self, plans: list[ModelPlan]) -> list[str]:

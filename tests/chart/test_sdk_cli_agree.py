@@ -53,7 +53,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "podLabels": {"team": "vision"},
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     }),
-    "every-switch-on": merge_values(SHARED_VALUES, {"lease": {"models": LEASE_A_MODELS}}, switched_on(DEFAULTS)),
+    "every-switch-on": merge_values(SHARED_VALUES, {"lease": {"models": LEASE_A_MODELS}}, switched_on(DEFAULTS),
+                                    {"fetcher": {"cache": {"existingClaim": {"claimName": "model-cache"}}}}),
     "refused-by-the-templates": {"fetcher": {"mode": "sidecar"}, "kubeVersionOverride": "1.28.0"},
     "refused-by-the-schema": {"triton": {"gpu": 1}},
 }
