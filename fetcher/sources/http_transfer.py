@@ -141,11 +141,7 @@ class HttpDownload:
         if response.status_code == 206:  # the one-byte probe of a resume: now the whole (small) file
             response.close()
             response = self._open(resource.url, first_byte=0, validator=None)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            return self._fetch_stream(fd, resource, response)
-        finally:
-            os.close(fd)
+        return self._fetch_stream(target, resource, response)
 
     def describe(self, response: requests.Response) -> Resource:
         """What a first response (a whole body, or a range) says about the file."""
@@ -165,7 +161,14 @@ class HttpDownload:
 
     # -- single stream, resumed by Range when it breaks off ------------------------------------
 
-    def _fetch_stream(self, fd: int, resource: Resource, response: requests.Response) -> int:
+    def _fetch_stream(self, target: str, resource: Resource, response: requests.Response) -> int:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            return self._stream_into(fd, resource, response)
+        finally:
+            os.close(fd)
+
+    def _stream_into(self, fd: int, resource: Resource, response: requests.Response) -> int:
         written = 0
         for attempt in range(1, RESUME_ATTEMPTS + 2):
             try:
@@ -296,11 +299,7 @@ class HttpDownload:
                           "file for one; fetching it in one stream", redact_url(resource.url))
         single = Resource(url=resource.url, size=resource.size, accepts_ranges=False, validator=resource.validator)
         response = self._open(resource.url, first_byte=0, validator=None)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            return self._fetch_stream(fd, single, response)
-        finally:
-            os.close(fd)
+        return self._fetch_stream(target, single, response)
 
     def _read_range(self, resource: Resource, start: int, end: int) -> Iterator[bytes]:
         response = self._open(resource.url, first_byte=start, validator=resource.validator, last_byte=end - 1)
