@@ -188,6 +188,33 @@ def test_an_s3_object_that_breaks_its_checksum_is_caught(moto_proxy, tmp_path: P
     assert nothing_installed(run)
 
 
+def upload_with_crc_checksums(client: Any) -> None:
+    """CRC64NVME is what current AWS SDKs put on new uploads by default; CRC32C is the other CRC S3 offers."""
+    client.create_bucket(Bucket="models")
+    for (path, content), algorithm in zip(FILES.items(), ("CRC64NVME", "CRC32C", "CRC64NVME")):
+        client.put_object(Bucket="models", Key=f"m/{path}", Body=content, ChecksumAlgorithm=algorithm)
+
+
+def test_s3_crc32c_and_crc64nvme_checksums_are_checked(moto_proxy, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    client, proxy = moto_proxy
+    upload_with_crc_checksums(client)
+    with caplog.at_level("INFO", logger="model-fetcher"):
+        run = run_fetch(moto_values(proxy, tmp_path), ["name=m,uri=model://repo0/m"], tmp_path)
+    assert run.result("m").ok, run.result("m").error
+    assert "event=s3-verified crc32c=1 crc64nvme=2" in caplog.text
+
+
+def test_an_s3_object_that_breaks_its_crc64nvme_is_caught(moto_proxy, tmp_path: Path) -> None:
+    client, proxy = moto_proxy
+    upload_with_crc_checksums(client)
+    proxy.add(ProxyRule("GET", "/models/m/1/weights.bin", Fault(times=1, corrupt_at=12345)))
+    run = run_fetch(moto_values(proxy, tmp_path), ["name=m,uri=model://repo0/m"], tmp_path)
+    error = run.result("m").error or ""
+    assert "'m/1/weights.bin'" in error and ("checksum S3 gives" in error or "has crc64nvme " in error), error
+    assert nothing_installed(run)
+
+
 def test_an_s3_object_that_breaks_its_etag_md5_is_caught(tmp_path: Path) -> None:
     root = tmp_path / "buckets"
     write_bucket_files(root, "models", {f"m/{k}": v for k, v in FILES.items()})

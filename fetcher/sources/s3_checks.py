@@ -2,8 +2,8 @@
 
 In order of preference:
 1. the object's full-object checksum, which S3 returns when asked (``ChecksumMode=ENABLED``) and
-   the object was uploaded with one: SHA-256, SHA-1, CRC64NVME, CRC32C or CRC32. CRC32C and
-   CRC64NVME are computed only when ``awscrt`` (or, for CRC32C, ``crc32c``) is installed;
+   the object was uploaded with one: SHA-256, SHA-1, CRC64NVME, CRC32C or CRC32 (CRC32C and
+   CRC64NVME with ``awscrt``, a dependency of the package, imported only for those);
 2. else the ETag, which is the MD5 of the object for a single-part upload without SSE-KMS or SSE-C
    encryption (32 hexadecimal digits, no ``-N`` suffix);
 3. else (a multipart ETag, a composite checksum): nothing to compute against; the ETag is recorded,
