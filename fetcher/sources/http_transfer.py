@@ -1,19 +1,16 @@
-"""Resilient HTTP(S) downloads into a file: retries, resume by Range, parallel ranged parts.
+"""Resilient HTTP(S) reads of one file: retries, resume by Range, ranges for the parts a zip needs.
 
-A server that accepts ranges gets a large file fetched in parallel parts written in place; any
-server gets an interrupted transfer resumed from where it broke off (``Range`` with ``If-Range``),
-never restarted from zero when it can be avoided. Authorization goes only to the origin it was
+The whole body in order (``body``), its tail (``read_tail``) or any range of it (``read_range``);
+an interrupted transfer is resumed from where it broke off (``Range`` with ``If-Range``), never
+restarted from zero when it can be avoided. Authorization goes only to the origin it was
 chosen for; redirects to plain http from https are refused.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import urljoin, urlsplit
 
@@ -24,18 +21,13 @@ from urllib3.util.retry import Retry
 
 from fetcher.credentials.secrets import SecretValue
 from fetcher.buffers import READ_SIZE
-from fetcher.errors import DownloadError, TooLargeError, WriteError, os_reason
+from fetcher.errors import DownloadError, TooLargeError, os_reason
 from fetcher.lease.uri import redact_url
-from fetcher.logs import get_logger
 from fetcher.progress import ModelProgress
-from fetcher.sources.parallel_download import ParallelDownload, RemoteFile, RetryableTransferError
-from fetcher.sources.parallel_download import TransferSettings as PartSettings
-from fetcher.sources.resume_journal import TransferJournal
+from fetcher.sources.parallel_download import RetryableTransferError
 
 MAX_REDIRECTS = 5
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-PARALLEL_MIN_BYTES = 64 * 1024 * 1024
-PART_BYTES = 32 * 1024 * 1024
 RESUME_ATTEMPTS = 5
 
 
@@ -47,8 +39,6 @@ class HttpSettings:
     max_bytes: int
     concurrency: int
     deadline: float  # time.monotonic() after which the transfer gives up
-    parallel_min_bytes: int = PARALLEL_MIN_BYTES
-    part_bytes: int = PART_BYTES
 
 
 @dataclass(frozen=True)
@@ -124,25 +114,6 @@ class HttpDownload:
             self.progress.expect(resource.size)
         return resource, response
 
-    def fetch_to(self, target: str, journal: TransferJournal | None = None) -> int:
-        """Download into ``target``; return the bytes received. The file is complete when it returns.
-
-        With a ``journal`` (the model's resumable work folder), a large file's parts are recorded as
-        they are written, and a later call resumes them after asking with the recorded validator.
-        """
-        recorded = journal.previous().get(Path(target).name) if journal is not None else None
-        resource, response = self.open(recorded.validator if recorded is not None else None)
-        parallel = (resource.accepts_ranges and resource.size is not None
-                    and resource.size >= self.settings.parallel_min_bytes and self.settings.concurrency > 1)
-        if parallel:
-            response.close()
-            assert resource.size is not None
-            return self._fetch_parts(resource, target, journal)
-        if response.status_code == 206:  # the one-byte probe of a resume: now the whole (small) file
-            response.close()
-            response = self._open(resource.url, first_byte=0, validator=None)
-        return self._fetch_stream(target, resource, response)
-
     def describe(self, response: requests.Response) -> Resource:
         """What a first response (a whole body, or a range) says about the file."""
         return Resource(
@@ -158,40 +129,6 @@ class HttpDownload:
         response = self._open(self.start_url, first_byte=0, last_byte=0, validator=None)
         response.close()  # a server without ranges sends the whole file: it is not read
         return self.describe(response)
-
-    # -- single stream, resumed by Range when it breaks off ------------------------------------
-
-    def _fetch_stream(self, target: str, resource: Resource, response: requests.Response) -> int:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            return self._stream_into(fd, resource, response)
-        finally:
-            os.close(fd)
-
-    def _stream_into(self, fd: int, resource: Resource, response: requests.Response) -> int:
-        written = 0
-        for attempt in range(1, RESUME_ATTEMPTS + 2):
-            try:
-                written = self._copy_body(fd, response, written, end=resource.size)
-                return written
-            except _Interrupted as broken:
-                written = broken.written
-                if attempt > RESUME_ATTEMPTS:
-                    raise DownloadError(
-                        f"{redact_url(resource.url)}: the transfer broke off {attempt} times, "
-                        f"last after {written} bytes: {broken.cause}"
-                    ) from None
-            self._pause(attempt)
-            first_byte = written if resource.accepts_ranges else 0  # without ranges, only from the start
-            response = self._open(resource.url, first_byte=first_byte, validator=resource.validator)
-            if first_byte == 0 or response.status_code == 200:  # a whole body: the file changed, or no ranges
-                if self.progress is not None:
-                    self.progress.discard(written)
-                written = 0
-                os.ftruncate(fd, 0)
-            elif self.progress is not None:
-                self.progress.reused("resume", written)
-        raise AssertionError("unreachable")
 
     def body(self, resource: Resource, response: requests.Response) -> Iterator[bytes]:
         """The whole file, in order, from ``response`` (of ``open``) on. A break is resumed with a Range,
@@ -279,28 +216,6 @@ class HttpDownload:
         if self.progress is not None:
             self.progress.add(received)
 
-    # -- parallel parts written in place -----------------------------------------------------
-
-    def _fetch_parts(self, resource: Resource, target: str, journal: TransferJournal | None) -> int:
-        assert resource.size is not None
-        path = Path(target)
-        remote = RemoteFile(key=path.name, relative=path.name, size=resource.size, validator=resource.validator)
-        settings = PartSettings(concurrency=self.settings.concurrency, part_size=self.settings.part_bytes,
-                                multipart_threshold=self.settings.parallel_min_bytes - 1, attempts=RESUME_ATTEMPTS + 1)
-        parts = ParallelDownload(lambda _file, start, end: self._read_range(resource, start, end), settings,
-                                 where=redact_url(resource.url), deadline=self.settings.deadline,
-                                 progress=self.progress, journal=journal)
-        temp_dir = path.parent / f".{path.name}.parts"
-        try:
-            return parts.run((remote,), path.parent, temp_dir)
-        except _RangesIgnored:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-        get_logger().info("event=single-stream location=%s detail=the server advertises ranges but sent the whole "
-                          "file for one; fetching it in one stream", redact_url(resource.url))
-        single = Resource(url=resource.url, size=resource.size, accepts_ranges=False, validator=resource.validator)
-        response = self._open(resource.url, first_byte=0, validator=None)
-        return self._fetch_stream(target, single, response)
-
     def _read_range(self, resource: Resource, start: int, end: int) -> Iterator[bytes]:
         response = self._open(resource.url, first_byte=start, validator=resource.validator, last_byte=end - 1)
         with response:
@@ -321,30 +236,6 @@ class HttpDownload:
                 raise RetryableTransferError(_cause(exc)) from None
 
     # -- shared pieces ----------------------------------------------------------------------
-
-    def _copy_body(self, fd: int, response: requests.Response, position: int, *, end: int | None) -> int:
-        """Write the body at ``position``; return the position after it, or raise _Interrupted."""
-        try:
-            with response:
-                # read1 hands over whatever has arrived, so bytes before a break are kept for the resume.
-                while chunk := response.raw.read1(READ_SIZE):
-                    if end is not None and position + len(chunk) > end:
-                        raise DownloadError(f"{redact_url(response.url)}: the server sent more than it announced")
-                    if position + len(chunk) > self.settings.max_bytes:
-                        raise self._too_large()
-                    os.pwrite(fd, chunk, position)
-                    position += len(chunk)
-                    if self.progress is not None:
-                        self.progress.add(len(chunk))
-                    self._check_deadline()
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
-                requests.exceptions.Timeout, urllib3.exceptions.HTTPError) as exc:
-            raise _Interrupted(position, _cause(exc)) from None
-        except OSError as exc:
-            raise WriteError.of("cannot write the download", exc) from None
-        if end is not None and position < end:
-            raise _Interrupted(position, "the body ended early")
-        return position
 
     def _open(self, url: str, *, first_byte: int, validator: str | None, last_byte: int | None = None) -> requests.Response:
         """GET ``url`` (following redirects by hand) and return a 200/206 response, or raise."""
@@ -412,12 +303,6 @@ class HttpDownload:
 class _RangesIgnored(Exception):
     """A range request was answered with the whole, unchanged file."""
 
-
-class _Interrupted(Exception):
-    def __init__(self, written: int, cause: str) -> None:
-        super().__init__(cause)
-        self.written = written
-        self.cause = cause
 
 
 def _first_byte(response: requests.Response) -> int:

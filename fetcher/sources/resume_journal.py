@@ -43,7 +43,6 @@ class TransferJournal:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._lock = threading.Lock()
-        self._files: dict[str, FileRecord] = {}
         self._progress: dict[tuple[str, int], int] = {}
         self._complete: set[str] = set()
         self._log_fd: int | None = None
@@ -57,7 +56,6 @@ class TransferJournal:
                 if record.validator is not None and previous.get(key) == record}
         progress, complete = self._read_log(kept)
         with self._lock:
-            self._files = dict(files)
             self._progress, self._complete = progress, complete
             self.folder.mkdir(parents=True, exist_ok=True)
             _write_atomically(self.folder / JOURNAL_NAME,
