@@ -197,7 +197,7 @@ class S3Source:
         checks = self._checks = ObjectChecks(client, target)
         download = ParallelDownload(self._reader(client, target), self.settings, where=target.where,
                                     deadline=deadline, progress=progress, journal=TransferJournal(workdir / "journal"),
-                                    verify=checks.verify)
+                                    begin_check=checks.begin)
         transferred = download.run(files, model_dir, workdir / "partial")
         get_logger().info("model=%s event=s3-verified %s", plan.spec.name, checks.summary())
         return FetchedModel(model_dir=model_dir, bytes_transferred=transferred,
