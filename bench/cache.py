@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.servers import rclone_s3
 from bench.tools import base_environments, write_fetcher_s3_values
-from bench.workloads import GIB, MIB, _write_random, config_text, describe_size
+from bench.workloads import GIB, MIB, config_text, describe_size, write_random_file
 
 MODEL = "bench_cache"
 BUCKET = "bench"
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         model = work / "bucket" / BUCKET / MODEL
         (model / "1").mkdir(parents=True)
         (model / "config.pbtxt").write_text(config_text(MODEL))
-        _write_random(model / "1" / "weights.bin", args.size)
+        write_random_file(model / "1" / "weights.bin", args.size)
         with rclone_s3(work / "bucket", BUCKET, work) as s3:
             _clean, aws = base_environments(work, s3)
             values, secrets = write_fetcher_s3_values(work, s3)

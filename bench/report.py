@@ -32,7 +32,8 @@ class ToolResult:
     available: bool = True
     runs: list[Measurement] = field(default_factory=list)  # timed runs only
     warmups: list[Measurement] = field(default_factory=list)
-    error: str | None = None  # why the tool has no time (unavailable, failed)
+    error: str | None = None  # why the tool has no time (unavailable, failed, skipped)
+    skipped: bool = False  # not run: the workload did not fit on the disk (error says what it needed)
 
     @property
     def ok_runs(self) -> list[Measurement]:
@@ -69,6 +70,14 @@ class ToolResult:
         measured = [r for r in self.ok_runs + [w for w in self.warmups if w.ok]]
         return max(r.peak_disk_bytes for r in measured) / MIB if measured else None
 
+    @property
+    def status(self) -> str:
+        if self.has_time:
+            return "ok"
+        if self.skipped:
+            return "skipped"
+        return "unavailable" if not self.available else "failed"
+
     def to_json(self, fastest: float | None) -> dict:
         median = self.median
         spread = self.spread
@@ -77,7 +86,7 @@ class ToolResult:
             "transport": self.transport,
             "version": self.version,
             "available": self.available,
-            "status": "ok" if self.has_time else ("unavailable" if not self.available else "failed"),
+            "status": self.status,
             "error": self.error,
             "median_s": _round(median),
             "min_s": _round(spread[0]) if spread else None,
@@ -128,9 +137,8 @@ def table_lines(results: list[ToolResult]) -> list[str]:
                          f"{result.cpu_median:.2f} | "
                          f"{len(result.ok_runs)} |")
         else:
-            status = "unavailable" if not result.available else "failed"
             reason = (result.error or "no successful run").replace("|", "/")
-            lines.append(f"| {result.tool} | {status} | — | — | — | — | — | {len(result.ok_runs)} |")
+            lines.append(f"| {result.tool} | {result.status} | — | — | — | — | — | {len(result.ok_runs)} |")
             lines.append(f"|   ↳ {reason[:300]} | | | | | | | |")
     return lines
 
@@ -159,8 +167,11 @@ def plain_table(results: list[ToolResult]) -> str:
                         f"{result.median / fastest:>10.2f} {result.peak_rss_mib:>13.0f} {result.peak_disk_mib:>14.0f} "
                         f"{result.cpu_median:>7.2f}")
         else:
-            status = "unavailable" if not result.available else "FAILED"
-            rows.append(f"  {result.tool:<16} {status}: {(result.error or 'no successful run')[:200]}")
+            if result.skipped:  # the reason starts with "skipped: "
+                rows.append(f"  {result.tool:<16} {result.error}")
+            else:
+                status = "unavailable" if not result.available else "FAILED"
+                rows.append(f"  {result.tool:<16} {status}: {(result.error or 'no successful run')[:200]}")
     return "\n".join(rows)
 
 
@@ -186,12 +197,20 @@ def _combine(checks: list[tuple[bool | None, str]]) -> tuple[str, str]:
     return ("pass" if all(known) else "fail"), detail
 
 
+def _no_time(key: str, name: str, result: ToolResult | None) -> str:
+    if result is not None and result.skipped:
+        return f"{key}: {result.error}"
+    return f"{key}: no time for {name}"
+
+
 def _ratio_check(results: list[ToolResult], key: str, peer: str, limit: float) -> tuple[bool | None, str]:
     fetcher, other = result_of(results, "fetcher"), result_of(results, peer)
     f_median = fetcher.median if fetcher else None
     o_median = other.median if other else None
-    if f_median is None or o_median is None:
-        return None, f"{key}: no time for {'fetcher' if f_median is None else peer}"
+    if f_median is None:
+        return None, _no_time(key, "fetcher", fetcher)
+    if o_median is None:
+        return None, _no_time(key, peer, other)
     ratio = f_median / o_median
     return ratio <= limit, f"{key}: fetcher {f_median:.2f} s / {peer} {o_median:.2f} s = {ratio:.2f}× (goal ≤ {limit:.2f}×)"
 
@@ -215,6 +234,8 @@ def evaluate_goals(tables: dict[tuple[str, str], list[ToolResult]], memory: dict
             ratio = fetcher.peak_disk_mib * MIB / size
             disk.append((ratio <= GOAL_DISK_VS_MODEL, f"{key}: {fetcher.peak_disk_mib:.0f} MiB for a model of "
                                                       f"{size / MIB:.0f} MiB on disk = {ratio:.2f}×"))
+        elif fetcher and fetcher.skipped:
+            disk.append((None, _no_time(key, "fetcher", fetcher)))
     goals.append(Goal(f"S3 within {GOAL_S3_VS_S5CMD}× of s5cmd", *_combine(s5)))
     goals.append(Goal(f"10,000 small files over S3 within {GOAL_SMALL_FILES_VS_S5CMD}× of s5cmd", *_combine(small)))
     goals.append(Goal(f"HTTPS zip within {GOAL_HTTPS_VS_FLOOR}× of curl + zipfile", *_combine(floor)))
@@ -238,6 +259,8 @@ def evaluate_goals(tables: dict[tuple[str, str], list[ToolResult]], memory: dict
         if key == "E" and fetcher and fetcher.peak_rss_mib is not None:
             rss.append((fetcher.peak_rss_mib < GOAL_RSS_MIB,
                         f"E/{transport} (20 GiB): {fetcher.peak_rss_mib:.0f} MiB (goal < {GOAL_RSS_MIB:.0f})"))
+        elif key == "E" and fetcher and fetcher.skipped:
+            rss.append((None, _no_time(f"E/{transport}", "fetcher", fetcher)))
     goals.append(Goal(f"fetcher peak RSS < {GOAL_RSS_MIB:.0f} MiB for the 2 GiB and 20 GiB models", *_combine(rss)))
 
     explain = startup.get("explain_https")

