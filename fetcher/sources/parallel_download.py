@@ -1,11 +1,20 @@
 """Downloading many remote files at once, large ones in parallel ranged parts.
 
 A large file is sized up front and each part is written in place at its offset, so nothing is
-reassembled afterwards. Every file is written under a temporary name and renamed into the model
-folder only once it is complete (and, with a ``verify`` callable, checked). The transport is a
-callable, so this module knows nothing of S3 or HTTP. With a ``TransferJournal`` the progress of
-every part is recorded as it is written, and a later run (after a kill) starts each part where the
-last one stopped.
+reassembled afterwards. Every file is written under a temporary name, created by the first of its
+parts to start, and renamed into the model folder only once it is complete (and, with a
+``begin_check``, checked). The transport is a callable, so this module knows nothing of S3 or HTTP.
+
+Checks: when a file's first bytes arrive (a whole-file response has brought what the source says
+about the file by then), ``begin_check`` gives the file's check, whose hasher is fed the bytes in
+order as they are written (``OrderedDigest``): the bytes of a single stream from memory, those of
+ranged parts from the page cache as soon as the parts before them are written. The digest is
+ready when the last byte is, and the check compares it then.
+
+Resume: with a ``TransferJournal`` the progress of every part is recorded as it is written, at
+most every ``PROGRESS_LINE_BYTES`` and at the part's end, and a later run (after a kill) starts each
+part where the journal says the last one stopped. A kill loses at most ``PROGRESS_LINE_BYTES`` of
+each part in flight; a file of one part smaller than that records no progress, only its completion.
 """
 
 from __future__ import annotations
@@ -15,15 +24,21 @@ import os
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from fetcher.errors import DownloadError, IntegrityError, WriteError
 from fetcher.progress import ModelProgress
+from fetcher.sources.ordered_digest import Hasher, OrderedDigest
 from fetcher.sources.resume_journal import FileRecord, TransferJournal
 
 MiB = 1024 * 1024
+# How far a part gets between two progress lines of the journal. A line per 64 KiB chunk was a
+# tenth of the CPU of many small files; now a file of one part below this size writes none, and a
+# GiB costs 4096 lines (about 20 ms). A kill makes the next run fetch again up to this much of each
+# part in flight: at 8 MiB the kill test sent 1.47x the model's size over 6 kills (bound: 1.3x).
+PROGRESS_LINE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -36,8 +51,21 @@ class RemoteFile:
 
 # (file, start, end) -> the bytes [start, end) of the file, in chunks
 ReadRange = Callable[[RemoteFile, int, int], Iterator[bytes]]
-# (file, its complete download) -> None, or IntegrityError when the bytes are not what the source says
-Verify = Callable[[RemoteFile, Path], None]
+
+
+class FileCheck(Protocol):
+    """The check of one file: a hasher to feed its bytes in order (None when the source gives
+    nothing to compute), then the verdict on the digest."""
+
+    @property
+    def hasher(self) -> Hasher | None: ...
+
+    def verify(self, digest: bytes) -> None:
+        """Raise IntegrityError when ``digest`` is not what the source says."""
+
+
+# file -> its check, chosen from what the source says about the file (called once per file)
+BeginCheck = Callable[[RemoteFile], FileCheck]
 
 
 class RetryableTransferError(Exception):
@@ -65,38 +93,53 @@ def split_parts(size: int, settings: TransferSettings) -> list[tuple[int, int]]:
 class _FileState:
     file: RemoteFile
     temp: Path
-    parts_left: int
+    parts: int
+    resumable: bool  # the journal kept this file's progress from an earlier run
+    pending: int  # parts not written yet, plus the digest until it is complete
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    created: bool = False  # a file of several parts: its temporary file is created and sized
+    digest: OrderedDigest | None = None  # made when the temporary file is
+    check: FileCheck | None = None
+    check_begun: bool = False
+
+    @property
+    def records_progress(self) -> bool:
+        """Whether parts of this file write progress lines: a small single-part file has nothing to resume."""
+        return self.parts > 1 or self.file.size >= PROGRESS_LINE_BYTES
 
 
 class ParallelDownload:
     def __init__(self, read_range: ReadRange, settings: TransferSettings, *, where: str,
                  deadline: float | None = None, progress: ModelProgress | None = None,
-                 journal: TransferJournal | None = None, verify: Verify | None = None) -> None:
+                 journal: TransferJournal | None = None, begin_check: BeginCheck | None = None) -> None:
         self.read_range = read_range
         self.progress = progress  # told of every chunk written, and of bytes kept when a part resumes
         self.journal = journal
-        self.verify = verify
+        self.begin_check = begin_check
         self.settings = settings
         self.where = where
         self.deadline = deadline  # time.monotonic() after which the download gives up
         self._cancel = threading.Event()
-        self._lock = threading.Lock()
 
     def run(self, files: tuple[RemoteFile, ...], model_dir: Path, temp_dir: Path) -> int:
         """Download ``files`` into ``model_dir`` through ``temp_dir``; return the bytes written."""
         model_dir.mkdir(parents=True, exist_ok=True)
         temp_dir.mkdir(parents=True, exist_ok=True)
+        for folder in sorted({f.relative.rpartition("/")[0] for f in files} - {""}):
+            (model_dir / folder).mkdir(parents=True, exist_ok=True)
         kept: set[str] = set()
         if self.journal is not None:
             kept = self.journal.begin({f.key: FileRecord(f.size, f.validator, self._part_size(f)) for f in files})
+        present = _files_in(model_dir)
         jobs: list[tuple[_FileState, int, int]] = []
         for remote in files:
-            state = _FileState(remote, temp_dir / (hashlib.sha256(remote.key.encode()).hexdigest()[:24] + ".partial"), 0)
-            if self._already_done(remote, model_dir, resumable=remote.key in kept):
+            resumable = remote.key in kept
+            if remote.relative in present and self._already_done(remote, model_dir, present, resumable=resumable):
                 continue
             parts = split_parts(remote.size, self.settings)
-            state.parts_left = len(parts)
-            self._create(state, resumable=remote.key in kept)
+            temp = temp_dir / (hashlib.sha256(remote.key.encode()).hexdigest()[:24] + ".partial")
+            state = _FileState(remote, temp, len(parts), resumable,
+                               pending=len(parts) + (self.begin_check is not None))
             jobs.extend((state, start, end) for start, end in parts)
         # Large files first: their parts keep every worker busy until the end.
         jobs.sort(key=lambda job: -job[0].file.size)
@@ -111,73 +154,134 @@ class ParallelDownload:
         parts = split_parts(remote.size, self.settings)
         return parts[0][1] - parts[0][0] if parts else 0
 
-    def _already_done(self, remote: RemoteFile, model_dir: Path, *, resumable: bool) -> bool:
-        """A file an earlier run completed and verified (it is in the model folder only then)."""
-        final = model_dir / remote.relative
+    @staticmethod
+    def _already_done(remote: RemoteFile, model_dir: Path, present: dict[str, int], *, resumable: bool) -> bool:
+        """A file an earlier run completed and verified (it is in the model folder only then); any
+        other file of that name is removed, so that no later run can take it for this one."""
+        if resumable and present[remote.relative] == remote.size:
+            return True
         try:
-            if resumable and final.is_file() and final.stat().st_size == remote.size:
-                return True
-            final.unlink(missing_ok=True)
+            (model_dir / remote.relative).unlink(missing_ok=True)
         except OSError:
             pass
         return False
 
-    def _create(self, state: _FileState, *, resumable: bool) -> None:
-        try:
-            if resumable and state.temp.is_file() and state.temp.stat().st_size == state.file.size:
-                return  # the parts the journal records as written are in it
-            if self.journal is not None:
-                self.journal.reset(state.file.key)  # whatever was recorded is not on disk any more
-            state.temp.unlink(missing_ok=True)
-            fd = os.open(state.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                os.ftruncate(fd, state.file.size)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise WriteError.of(f"cannot create a file for {state.file.key!r}", exc) from None
-
     def _part(self, state: _FileState, start: int, end: int, model_dir: Path) -> int:
-        written = self._write_range(state, start, end)
-        with self._lock:
-            state.parts_left -= 1
-            last = state.parts_left == 0
+        fd = self._open(state)
+        try:
+            written, digest_completed = self._write_range(state, fd, start, end)
+        finally:
+            os.close(fd)
+        # No bytes arrived for the file (it is empty, or an earlier run wrote them): its check begins now.
+        digest_completed |= self._begin_check(state)
+        with state.lock:
+            state.pending -= 1 + digest_completed
+            last = state.pending == 0
         if last:
             self._finish(state, model_dir)
         return written
 
-    def _write_range(self, state: _FileState, start: int, end: int) -> int:
-        """Write the part ``[start, end)``; return the bytes received for it by this run."""
+    def _open(self, state: _FileState) -> int:
+        """A descriptor to write the part with; the first part to start creates the temporary file."""
+        try:
+            if state.parts == 1:
+                return self._create(state)
+            with state.lock:
+                if not state.created:
+                    os.close(self._create(state))
+                    state.created = True
+            return os.open(state.temp, os.O_WRONLY)
+        except OSError as exc:
+            raise WriteError.of(f"cannot create a file for {state.file.key!r}", exc) from None
+
+    def _create(self, state: _FileState) -> int:
+        """Open the file's temporary file: the one an earlier run left when the journal vouches for
+        parts of it, else a new one."""
+        state.digest = OrderedDigest(state.temp, state.file.size)
+        if state.resumable:
+            try:
+                fd = os.open(state.temp, os.O_WRONLY)
+            except FileNotFoundError:
+                pass
+            else:
+                if os.fstat(fd).st_size == state.file.size:
+                    return fd  # the parts the journal records as written are in it
+                os.close(fd)
+            if self.journal is not None:
+                self.journal.reset(state.file.key)  # whatever was recorded is not on disk any more
+        try:
+            fd = os.open(state.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            state.temp.unlink()
+            fd = os.open(state.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        if state.records_progress:
+            try:
+                os.ftruncate(fd, state.file.size)  # a later run reuses it only at its full size
+            except OSError:
+                os.close(fd)
+                raise
+        return fd
+
+    def _begin_check(self, state: _FileState) -> bool:
+        """Choose the file's check, once per file; True when that completed its digest."""
+        if self.begin_check is None:
+            return False
+        with state.lock:
+            if state.check_begun:
+                return False
+            state.check_begun = True
+        check = state.check = self.begin_check(state.file)
+        if check.hasher is None:
+            return True  # nothing to compute: the digest is done
+        assert state.digest is not None
+        try:
+            return state.digest.start(check.hasher)
+        except OSError as exc:
+            raise WriteError.of(f"{self.where}: cannot read back {state.file.relative!r}", exc) from None
+
+    def _write_range(self, state: _FileState, fd: int, start: int, end: int) -> tuple[int, bool]:
+        """Write the part ``[start, end)``; return the bytes received for it by this run, and whether
+        this part completed the file's digest."""
         key = state.file.key
-        offset = min(max(self.journal.offset(key, start), start), end) if self.journal is not None else start
-        resumed_at = offset
-        if self.progress is not None:
-            self.progress.reused("resume", resumed_at - start)  # written by a run that was killed
+        journal = self.journal if state.records_progress else None
+        offset = start
+        if state.resumable and self.journal is not None:
+            offset = min(max(self.journal.offset(key, start), start), end)
+        resumed_at = journaled = offset
+        digest = state.digest
+        assert digest is not None
+        digest_completed = False
+        if offset > start:
+            digest_completed = digest.written(start, offset)
+            if self.progress is not None:
+                self.progress.reused("resume", offset - start)  # written by a run that was killed
+        checking = self.begin_check is not None and not state.check_begun
         failures = 0
         while offset < end:
             if self._cancel.is_set():
                 raise Cancelled()
             self._check_deadline()
             try:
-                fd = os.open(state.temp, os.O_WRONLY)
-                try:
-                    for chunk in self.read_range(state.file, offset, end):
-                        if self._cancel.is_set():
-                            raise Cancelled()
-                        self._check_deadline()
-                        if offset + len(chunk) > end:
-                            raise DownloadError(
-                                f"{self.where}: the server sent more bytes than listed for {state.file.key!r}",
-                                hint="the object may have changed during the download; try again",
-                            )
-                        _pwrite_all(fd, chunk, offset)
-                        offset += len(chunk)
-                        if self.journal is not None:
-                            self.journal.advance(key, start, offset)
-                        if self.progress is not None:
-                            self.progress.add(len(chunk))
-                finally:
-                    os.close(fd)
+                for chunk in self.read_range(state.file, offset, end):
+                    if self._cancel.is_set():
+                        raise Cancelled()
+                    self._check_deadline()
+                    if offset + len(chunk) > end:
+                        raise DownloadError(
+                            f"{self.where}: the server sent more bytes than listed for {state.file.key!r}",
+                            hint="the object may have changed during the download; try again",
+                        )
+                    if checking:  # the first bytes: a whole-file response has said what to check by now
+                        digest_completed |= self._begin_check(state)
+                        checking = False
+                    _pwrite_all(fd, chunk, offset)
+                    offset += len(chunk)
+                    digest_completed |= digest.written(start, offset, chunk)
+                    if journal is not None and (offset - journaled >= PROGRESS_LINE_BYTES or offset == end):
+                        journal.advance(key, start, offset)
+                        journaled = offset
+                    if self.progress is not None:
+                        self.progress.add(len(chunk))
                 if offset < end:
                     raise RetryableTransferError(f"the stream ended at byte {offset} of {end}")
             except RetryableTransferError as exc:
@@ -190,7 +294,7 @@ class ParallelDownload:
                     self.progress.reused("resume", offset - start)
             except OSError as exc:
                 raise WriteError.of(f"{self.where}: cannot write {state.file.relative!r}", exc) from None
-        return end - resumed_at
+        return end - resumed_at, digest_completed
 
     def _check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -200,21 +304,17 @@ class ParallelDownload:
             )
 
     def _finish(self, state: _FileState, model_dir: Path) -> None:
-        final = model_dir / state.file.relative
         try:
-            size = os.stat(state.temp).st_size
-            if size != state.file.size:
-                raise DownloadError(f"{self.where}: {state.file.key!r} has {size} bytes, {state.file.size} were listed")
-            if self.verify is not None:
+            if state.check is not None and state.check.hasher is not None:
+                assert state.digest is not None
                 try:
-                    self.verify(state.file, state.temp)
+                    state.check.verify(state.digest.digest())
                 except IntegrityError:
                     if self.journal is not None:
                         self.journal.reset(state.file.key)
                     state.temp.unlink(missing_ok=True)
                     raise
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(state.temp, final)
+            os.rename(state.temp, model_dir / state.file.relative)
             if self.journal is not None:
                 self.journal.completed(state.file.key)
         except OSError as exc:
@@ -247,6 +347,21 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         count = os.pwrite(fd, view, offset)
         view = view[count:]
         offset += count
+
+
+def _files_in(folder: Path) -> dict[str, int]:
+    """The size of every file below ``folder``, by its '/'-separated path: one walk of what is there
+    rather than a look-up for every file listed (a new model folder holds none)."""
+    found: dict[str, int] = {}
+    for root, _folders, names in os.walk(folder):
+        below = os.path.relpath(root, folder).replace(os.sep, "/")
+        prefix = "" if below == "." else below + "/"
+        for name in names:
+            try:
+                found[prefix + name] = os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return found
 
 
 def _first_error(futures: list[Future[int]]) -> BaseException:

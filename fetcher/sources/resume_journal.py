@@ -6,10 +6,11 @@ in it only when the journal says they are good:
 - ``journal.json``: for each remote file, what the source said about it when the download began
   (size, validator: an HTTP ETag or Last-Modified, an S3 ETag; the part size). Written once per
   run, atomically.
-- ``journal.log``: one line appended after each chunk is on disk (``[file, part start, offset]``:
-  the bytes ``[part start, offset)`` are written) and one when a file is complete and verified.
-  A line is appended only after the bytes it vouches for were written, so a kill leaves the log
-  behind the data, never ahead of it; a torn last line is ignored.
+- ``journal.log``: progress lines (``[file, part start, offset]``: the bytes ``[part start, offset)``
+  are written), which the writer appends every few MiB of a part and at its end, and one line when
+  a file is complete and verified. A line is appended only after the bytes it vouches for were
+  written, so a kill leaves the log behind the data, never ahead of it (by at most what the writer
+  writes between two lines); a torn last line is ignored.
 
 A file whose size, validator or part size differ from the recorded ones loses its progress: its
 bytes are fetched again, never mixed with new content. A file without a validator never resumes
@@ -110,8 +111,11 @@ class TransferJournal:
                 self._progress = {k: v for k, v in self._progress.items() if k[0] != key}
             elif part_start != COMPLETE:
                 self._progress[(key, part_start)] = offset
-            if self._log_fd is not None:
-                os.write(self._log_fd, line)
+            fd = self._log_fd
+        # Written outside the lock: an O_APPEND write lands whole, and the lines of one file are
+        # ordered by its writer (its parts' lines come before its completion, a reset before both).
+        if fd is not None:
+            os.write(fd, line)
 
     def _close(self) -> None:
         if self._log_fd is not None:

@@ -10,7 +10,9 @@ In order of preference:
    every ranged GET carries ``If-Match`` on it and a restart compares it again.
 
 The checksum of an object fetched in one GET comes with that GET; a large object fetched in ranged
-parts costs one HEAD.
+parts costs one HEAD, sent when its first bytes arrive. Either way the download feeds the chosen
+hasher the object's bytes as they are written (``ObjectCheck``), so the digest is ready with the
+last byte and no file is read again whole.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ import re
 import threading
 import zlib
 from collections import Counter
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import botocore.exceptions as botocore_errors
 
 from fetcher.errors import IntegrityError
-from fetcher.file_digest import file_digest
 from fetcher.sources.parallel_download import RemoteFile
 
 MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -94,6 +95,28 @@ def hasher_for(algorithm: str) -> Any | None:
     return None
 
 
+@dataclass(frozen=True)
+class ObjectCheck:
+    """How one object is checked: the digest S3 gives and a hasher that computes it, or no hasher
+    when there is nothing to compute (a multipart ETag, a composite checksum)."""
+
+    where: str
+    remote: RemoteFile
+    method: str
+    expected: bytes
+    hasher: Any | None
+
+    def verify(self, actual: bytes) -> None:
+        if actual != self.expected:
+            shown = actual.hex() if self.method == "md5" else base64.b64encode(actual).decode()
+            wanted = self.expected.hex() if self.method == "md5" else base64.b64encode(self.expected).decode()
+            raise IntegrityError(
+                f"{self.where}: file {self.remote.relative!r} (object {self.remote.key!r}) has {self.method} {shown}, "
+                f"S3 says {wanted}",
+                hint="the object is damaged, or changed while it was read; nothing was installed",
+            )
+
+
 class ObjectChecks:
     """The checks of one model's objects: the metadata each GET brought, and the verdicts."""
 
@@ -117,25 +140,16 @@ class ObjectChecks:
         with self._lock:
             return " ".join(f"{method}={count}" for method, count in sorted(self._methods.items())) or "objects=0"
 
-    def verify(self, remote: RemoteFile, path: Path) -> None:
-        meta = self._metadata(remote)
-        method, expected, hasher = self._choose(meta)
-        if hasher is not None:
-            actual = file_digest(path, hasher)
-            if actual != expected:
-                shown = actual.hex() if method == "md5" else base64.b64encode(actual).decode()
-                wanted = expected.hex() if method == "md5" else base64.b64encode(expected).decode()
-                raise IntegrityError(
-                    f"{self.target.where}: file {remote.relative!r} (object {remote.key!r}) has {method} {shown}, "
-                    f"S3 says {wanted}",
-                    hint="the object is damaged, or changed while it was read; nothing was installed",
-                )
+    def begin(self, remote: RemoteFile) -> ObjectCheck:
+        """How ``remote`` is checked, from what its whole-object GET said (else from a HEAD)."""
+        method, expected, hasher = self._choose(self._metadata(remote))
         with self._lock:
             self._methods[method] += 1
+        return ObjectCheck(self.target.where, remote, method, expected, hasher)
 
     def _metadata(self, remote: RemoteFile) -> dict[str, Any]:
         with self._lock:
-            meta = self._meta.get(remote.key)
+            meta = self._meta.pop(remote.key, None)
         if meta is not None:
             return meta
         request: dict[str, Any] = {"Bucket": self.target.bucket.bucket_name, "Key": remote.key, "ChecksumMode": "ENABLED"}
