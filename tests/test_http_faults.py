@@ -11,6 +11,7 @@ import pytest
 from devkit.https_server import Fault, serve_files
 from fetcher.errors import DownloadError
 from fetcher.sources.http_transfer import HttpDownload, HttpSettings
+from fetcher.sources.parallel_download import RetryableTransferError
 
 SIZE = 3 * 1024 * 1024 + 12345
 
@@ -123,13 +124,21 @@ def test_the_overall_deadline_stops_a_slow_transfer(tmp_path: Path, big_file: Pa
 
 
 def read_range(url: str, start: int, end: int, *, after_open=None) -> bytes:
+    """The bytes [start, end) as the zip reader takes them: into a buffer, then nothing more."""
     download = transfer(url)
     try:
         resource, response = download.open()
         response.close()
         if after_open is not None:
             after_open()
-        return b"".join(download.read_range(resource, start, end))
+        body = download.open_range(resource, start, end)
+        try:
+            buffer = bytearray(end - start + 1)
+            count = body.readinto(memoryview(buffer))
+            assert body.readinto(memoryview(buffer)) == 0
+            return bytes(buffer[:count])
+        finally:
+            body.close()
     finally:
         download.close()
 
@@ -140,6 +149,13 @@ def test_a_range_is_read_with_if_range(big_file: Path) -> None:
         last = server.requests_for("/weights.zip")[-1]
     assert last.headers.get("Range") == "bytes=3145728-3158072"
     assert last.headers.get("If-Range") == '"v1"'
+
+
+def test_a_range_cut_off_raises_a_retryable_error(big_file: Path) -> None:
+    with serve_files(big_file.parent) as server:
+        server.state.faults["/weights.zip"] = Fault(times=2, drop_after=100_000)
+        with pytest.raises(RetryableTransferError):
+            read_range(server.url("weights.zip"), 1 << 20, 2 << 20)
 
 
 def test_a_server_that_advertises_ranges_but_ignores_them_is_told_apart(big_file: Path) -> None:

@@ -22,6 +22,8 @@ from fetcher.metrics import FetchMetrics
 from fetcher.plan import plan_lease
 from fetcher.model_folder import configured_name
 from fetcher.progress import FetchObserver
+from fetcher.repository.install import Repository, default_staging_dir
+from fetcher.runner import fetch_all
 from fetcher.sources import s3 as s3_source
 from fetcher.sources.parallel_download import TransferSettings, split_parts
 from fetcher.sources.s3 import S3Source
@@ -524,3 +526,24 @@ def test_cli_fetch_and_explain_an_s3_model(private_s3: S3Endpoint, private_root:
     assert failed.returncode != 0
     assert "model 'my_model':" in failed.stderr and "SignatureDoesNotMatch (HTTP 403)" in failed.stderr
     assert "secret 'secret-key-secret-name'" in (tmp_path / "termination").read_text()
+
+
+def test_the_models_of_a_lease_share_one_connection_and_rotated_secrets_make_a_new_one(
+        private_s3: S3Endpoint, private_root: Path, tmp_path: Path) -> None:
+    for name in ("first", "second", "third"):
+        write_bucket_files(private_root, "shared", prefixed(f"lease/{name}", model_files(name)))
+    values = s3_values(repo(private_s3, "shared", **keyed(tmp_path)))
+    options = options_for(tmp_path)
+    specs = [f"name={name},uri=model://repo0/lease/{name}" for name in ("first", "second", "third")]
+    dest = tmp_path / "repository"
+    repository = Repository(root=dest, staging=default_staging_dir(dest))
+    results = fetch_all(plan_lease(lease(values, *specs), options), repository, options, concurrency=3)
+    assert all(r.ok for r in results), results
+    assert len(options.clients) == 1
+    # A rotated secret (here a wrong one, which the server refuses) is read again, not served from the shared client.
+    write_secret(tmp_path / "secrets", "secret-key-secret-name", "rotated-secret-access-key-000000000000")
+    write_bucket_files(private_root, "shared", prefixed("lease/fourth", model_files("fourth")))
+    again = fetch_all(plan_lease(lease(values, "name=fourth,uri=model://repo0/lease/fourth"), options),
+                      repository, options, concurrency=1)
+    assert len(options.clients) == 2
+    assert not again[0].ok and "SignatureDoesNotMatch" in (again[0].error or ""), again

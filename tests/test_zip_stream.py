@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import random
+import threading
 import zipfile
 from pathlib import Path
 
@@ -66,6 +67,16 @@ def assert_installed(root: Path, files: dict[str, bytes]) -> None:
     found = {str(p.relative_to(model)): p.read_bytes() for p in model.rglob("*") if p.is_file()}
     assert set(found) == set(files)
     assert all(found[name] == content for name, content in files.items() if name != "config.pbtxt")
+
+
+def break_crc(archive: Path, name: str) -> Path:
+    """The archive with the CRC-32 of entry ``name`` changed, in its local header and central directory."""
+    with zipfile.ZipFile(archive) as zf:
+        crc = zf.getinfo(name).CRC.to_bytes(4, "little")
+    data = archive.read_bytes()
+    assert data.count(crc) == 2  # local header and central directory
+    archive.write_bytes(data.replace(crc, (int.from_bytes(crc, "little") ^ 1).to_bytes(4, "little")))
+    return archive
 
 
 def ranges_asked(server: RunningServer, path: str) -> list[str]:
@@ -130,12 +141,7 @@ def test_zip64_records(tmp_path: Path, https_server: RunningServer, mode: str, d
 def test_a_crc_mismatch_installs_nothing(tmp_path: Path, https_server: RunningServer, mode: str,
                                          ca_file: Path, cli) -> None:
     files = model_content(small_files=2)
-    archive = write_zip(https_server.state.root / "crc.zip", files)
-    with zipfile.ZipFile(archive) as zf:
-        crc = zf.getinfo("1/weights1.bin").CRC.to_bytes(4, "little")
-    data = archive.read_bytes()
-    assert data.count(crc) == 2  # local header and central directory
-    archive.write_bytes(data.replace(crc, (int.from_bytes(crc, "little") ^ 1).to_bytes(4, "little")))
+    break_crc(write_zip(https_server.state.root / "crc.zip", files), "1/weights1.bin")
     result, root = fetch(tmp_path, https_server.url("crc.zip"), cli, ca_file)
     assert result.status == 1
     assert "model 'm'" in result.stderr and "CRC-32" in result.stderr
@@ -190,18 +196,68 @@ def test_a_sha256_is_checked_over_the_streamed_body(tmp_path: Path, https_server
         assert (root / "m").exists() == (status == 0)
 
 
-def test_large_members_are_read_ahead_in_parts(tmp_path: Path, https_server: RunningServer, ca_file: Path,
-                                               monkeypatch: pytest.MonkeyPatch, cli) -> None:
-    from fetcher.archive import zip_stream
+BIG = 5_000_000  # a member of several chunks (CHUNK_SIZE), larger than the archive's tail
 
-    monkeypatch.setattr(zip_stream, "READ_AHEAD_PART", 64 * 1024)
-    monkeypatch.setattr(zip_stream, "READ_AHEAD_MIN", 256 * 1024)
-    files = model_content(small_files=2)
-    archive = write_zip(https_server.state.root / "ahead.zip", files, method=zipfile.ZIP_STORED)
-    https_server.state.faults["/ahead.zip"] = Fault(times=4, drop_after=20_000)  # parts resume where they broke
-    result, root = fetch(tmp_path, https_server.url("ahead.zip"), cli, ca_file)
+
+def big_member_content(seed: int) -> dict[str, bytes]:
+    files = model_content(small_files=3)
+    files["1/big.bin"] = random.Random(seed).randbytes(BIG)
+    return files
+
+
+def big_member_span(archive: Path) -> tuple[int, int]:
+    """The offset of the big member's local header and the last byte of its data."""
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo("1/big.bin")
+        offsets = sorted(i.header_offset for i in zf.infolist()) + [zf.start_dir]
+    return info.header_offset, offsets[offsets.index(info.header_offset) + 1] - 1
+
+
+def transfer_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("transfer")]
+
+
+def test_a_large_member_broken_off_resumes_at_the_byte_where_it_stopped(
+        tmp_path: Path, https_server: RunningServer, ca_file: Path, cli) -> None:
+    files = big_member_content(seed=1)
+    archive = write_zip(https_server.state.root / "resume.zip", files)
+    first, last = big_member_span(archive)
+    # Every response breaks off after DROP bytes: the tail (1 MiB) and the small members' ranges pass,
+    # the big member's stream breaks off three times (a fourth break would fail the fetch).
+    drop = 1_500_000
+    https_server.state.faults["/resume.zip"] = Fault(times=100, drop_after=drop)
+    result, root = fetch(tmp_path, https_server.url("resume.zip"), cli, ca_file, "--transfer-concurrency", "2")
     assert result.status == 0, result.stderr
     assert_installed(root, files)
-    spans = [tuple(int(n) for n in r.removeprefix("bytes=").split("-")) for r in ranges_asked(https_server, "/ahead.zip")]
-    assert sum(1 for first, last in spans if last - first + 1 == 64 * 1024) >= 10  # large members in 64 KiB parts
-    assert archive.stat().st_size > TAIL_BYTES
+    starts = [int(r.removeprefix("bytes=").split("-")[0]) for r in ranges_asked(https_server, "/resume.zip")
+              if r.endswith(f"-{last}")]
+    assert starts[0] == first
+    # Resumed where the bytes stopped, not from the member's local header. (Its last break is resumed
+    # from the archive's tail, read first: no request.)
+    assert len(starts) == 3 and all(0 < b - a <= drop for a, b in zip(starts, starts[1:]))
+    assert not transfer_threads()
+
+
+def test_a_failure_elsewhere_stops_a_large_member_at_once(tmp_path: Path, https_server: RunningServer,
+                                                          ca_file: Path, cli) -> None:
+    archive = break_crc(write_zip(https_server.state.root / "stop.zip", big_member_content(seed=2)), "1/weights0.bin")
+    https_server.state.send_rate = 4_000_000  # the big member takes more than a second, the bad one little
+    result, root = fetch(tmp_path, https_server.url("stop.zip"), cli, ca_file, "--transfer-concurrency", "2")
+    assert result.status == 1
+    assert "CRC-32" in result.stderr and "weights0.bin" in result.stderr
+    assert https_server.state.body_bytes_sent < archive.stat().st_size - BIG // 2  # the big member was cut short
+    assert not transfer_threads()
+    assert not (root / "m").exists()
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_a_large_member_that_keeps_breaking_off_fails_cleanly(tmp_path: Path, https_server: RunningServer,
+                                                              ca_file: Path, cli) -> None:
+    write_zip(https_server.state.root / "broken.zip", big_member_content(seed=3))
+    # The tail (1 MiB) passes; the big member breaks off four times before its end.
+    https_server.state.faults["/broken.zip"] = Fault(times=100, drop_after=1_100_000)
+    result, root = fetch(tmp_path, https_server.url("broken.zip"), cli, ca_file, "--transfer-concurrency", "2")
+    assert result.status == 1
+    assert "model 'm'" in result.stderr and "kept breaking off" in result.stderr
+    assert not transfer_threads()
+    assert not (root / "m").exists()

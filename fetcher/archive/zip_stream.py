@@ -28,10 +28,9 @@ import threading
 import zipfile
 import zlib
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from fetcher.buffers import READ_SIZE
 from fetcher.file_digest import file_digest
@@ -39,16 +38,28 @@ from fetcher.errors import ArchiveError, DownloadError, MemberIntegrityError, To
 from fetcher.archive.zip_extract import MAX_RATIO, RATIO_CHECK_MIN, checked_members, entry_kind
 from fetcher.sources.parallel_download import Cancelled, RetryableTransferError, run_all
 
-# (start, end) -> the bytes [start, end) of the archive, in chunks; may raise RetryableTransferError
-ReadRange = Callable[[int, int], Iterator[bytes]]
+
+class RangeBody(Protocol):
+    """The bytes of one range of the archive, as a transport delivers them."""
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Bytes read into ``buffer`` (as many as fit, unless the body ends); 0 once it ended. A stream
+        that breaks off raises RetryableTransferError."""
+
+    def close(self) -> None: ...
+
+
+# (start, end) -> the body of the bytes [start, end) of the archive
+OpenRange = Callable[[int, int], RangeBody]
 
 TAIL_BYTES = 1024 * 1024  # first read of the tail: the end record, and most central directories whole
 MAX_CENTRAL_DIRECTORY = 256 * 1024 * 1024  # about two million entries
 INFLATE_STEP = 256 * 1024
-# A range this large is read in parts fetched ahead in parallel; at most DEPTH parts are in memory.
-READ_AHEAD_PART = 4 * 1024 * 1024
-READ_AHEAD_DEPTH = 4
-READ_AHEAD_MIN = 4 * READ_AHEAD_PART  # most bytes one decompress call may produce (bounds memory on bombs)
+# Members' ranges are read into buffers of this size, one per worker, reused from range to range:
+# no bytes object per read, so the heap neither grows nor shrinks while a large archive streams
+# through, and one pass of Python per megabyte.
+CHUNK_SIZE = 1024 * 1024
+BREAK_FORGIVEN_AFTER = 8 * 1024 * 1024  # a range's stream that broke off after this many bytes uses up no attempt
 RESUME_STORED_MIN = 1024 * 1024  # a stored member this large records where its data starts, to resume
 LOCAL_HEADER = struct.Struct(zipfile.structFileHeader)
 DESCRIPTOR_SIGNATURE = b"PK\x07\x08"
@@ -82,9 +93,11 @@ class Member:
 
 
 class ByteStream:
-    """Exact reads over an iterator of chunks, counting the position in the archive."""
+    """Exact reads over an iterator of chunks, counting the position in the archive. The next chunk is
+    asked for once the last is used up, and what ``read`` returns is used before the next read: the
+    producer of the chunks may then reuse its buffer."""
 
-    def __init__(self, chunks: Iterator[bytes], position: int = 0) -> None:
+    def __init__(self, chunks: Iterator[bytes] | Iterator[memoryview], position: int = 0) -> None:
         self._chunks = chunks
         self._buffer = memoryview(b"")
         self.position = position
@@ -311,33 +324,27 @@ class _SparseArchive(io.RawIOBase):
         return data
 
 
-def read_central_directory(size: int, read_range: ReadRange | None, *, tail: bytes = b"") -> zipfile.ZipFile:
+def read_central_directory(size: int, read_range: Callable[[int, int], bytes] | None, *,
+                           tail: bytes = b"") -> zipfile.ZipFile:
     """The archive's central directory, parsed by zipfile from ``tail``, the archive's last bytes, and
     from ranged reads of more when it needs them (without ``read_range``: all it has is ``tail``)."""
     start = size - len(tail)
     if not tail and read_range is not None:
         start = max(0, size - TAIL_BYTES)
-        tail = _read_all(read_range, start, size)
+        tail = read_range(start, size)
     for _ in range(3):
         try:
             return zipfile.ZipFile(_SparseArchive(size, start, tail, zeros_before=read_range is None))
         except _Missing as missing:
             if size - missing.start > MAX_CENTRAL_DIRECTORY:
                 raise ArchiveError(f"the archive's central directory is larger than {MAX_CENTRAL_DIRECTORY} bytes") from None
-            tail = _read_all(read_range, missing.start, start) + tail
+            tail = read_range(missing.start, start) + tail
             start = missing.start
         except zipfile.BadZipFile as exc:
             raise ArchiveError(f"not a valid zip archive: {exc}") from None
         except (NotImplementedError, UnicodeDecodeError, ValueError, EOFError, OSError, struct.error) as exc:
             raise ArchiveError(f"not a readable zip archive: {reason(exc)}") from None
     raise ArchiveError("not a readable zip archive: its central directory cannot be located")
-
-
-def _read_all(read_range: ReadRange, start: int, end: int) -> bytes:
-    data = b"".join(read_range(start, end))
-    if len(data) != end - start:
-        raise DownloadError(f"a read of bytes {start}-{end - 1} of the archive gave {len(data)} bytes")
-    return data
 
 
 def plan_members(zf: zipfile.ZipFile, size: int, target: Path, max_bytes: int) -> list[Member]:
@@ -347,6 +354,7 @@ def plan_members(zf: zipfile.ZipFile, size: int, target: Path, max_bytes: int) -
     offsets = sorted({info.header_offset for info in zf.infolist()} | {zf.start_dir, size})
     following = {offset: offsets[i + 1] for i, offset in enumerate(offsets[:-1])}
     members = []
+    folders: set[Path] = set()  # made already
     for info, segments in checked:
         destination = target.joinpath(*segments)
         if entry_kind(info) == "dir":
@@ -354,7 +362,9 @@ def plan_members(zf: zipfile.ZipFile, size: int, target: Path, max_bytes: int) -
             continue
         if not 0 <= info.header_offset < zf.start_dir:
             raise ArchiveError(f"entry {info.filename!r} points outside the archive's data (offset {info.header_offset})")
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        if destination.parent not in folders:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            folders.add(destination.parent)
         members.append(Member(info, destination, info.header_offset, following[info.header_offset]))
     members.sort(key=lambda member: member.start)
     return members
@@ -376,20 +386,26 @@ def group_members(members: list[Member], group_bytes: int) -> list[list[Member]]
 class RangedUnpack:
     """Unpack the checked members of an archive by ranged reads, in parallel."""
 
-    def __init__(self, read_range: ReadRange, *, where: str, concurrency: int, attempts: int,
+    def __init__(self, open_range: OpenRange, *, where: str, concurrency: int, attempts: int,
                  check: Callable[[], None] | None = None) -> None:
-        self.read_range = read_range
+        self.open_range = open_range
         self.where = where
         self.concurrency = concurrency
         self.attempts = attempts
         self.check = check or (lambda: None)  # raises when the download must stop (deadline)
         self.cancel = threading.Event()
+        self.received = 0  # bytes of the archive read
+        self._lock = threading.Lock()
+        self._buffers: deque[bytearray] = deque()  # chunk buffers no range holds now
 
     def run(self, members: list[Member], temp_dir: Path) -> int:
         """Unpack ``members`` (temporary files in ``temp_dir``); return the bytes written."""
         temp_dir.mkdir(parents=True, exist_ok=True)
         # A stored member a killed run cut short goes on from its last byte written; others start over.
-        resumed = {member.start: offset for member in members if (offset := _resumable(member, temp_dir)) is not None}
+        # Only the members with leftovers (files named by their offset) are looked at.
+        left = {name.partition(".")[0] for name in os.listdir(temp_dir)}
+        resumed = {member.start: offset for member in members
+                   if str(member.start) in left and (offset := _resumable(member, temp_dir)) is not None}
         rest = [member for member in members if member.start not in resumed]
         total = sum(member.end - member.start for member in rest)
         # Enough groups to keep every worker busy, none so large that one request holds the rest.
@@ -401,30 +417,32 @@ class RangedUnpack:
                   for member in members if member.start in resumed]
         return run_all(tasks, self.concurrency, self.cancel)
 
+    def read_all(self, start: int, end: int) -> bytes:
+        """The bytes [start, end) of the archive in memory (the central directory)."""
+        buffer = bytearray(end - start)
+        reader = _RangeReader(self, start, end)
+        try:
+            count = reader.fill(memoryview(buffer))
+        finally:
+            reader.close()
+        self._count(count)
+        return bytes(buffer)
+
     def _resume_stored(self, member: Member, temp_dir: Path, data_start: int) -> int:
         """Append the rest of a stored member to what a killed run wrote of it, then check it whole."""
         info = member.info
         temp = _temp(temp_dir, member)
-        failures = 0
-        while (have := temp.stat().st_size) < info.file_size:
-            received = 0
-            try:
-                with open(temp, "ab") as out:
-                    for chunk in self._checked(self.read_range(data_start + have, data_start + info.compress_size)):
-                        received += len(chunk)
-                        if have + received > info.file_size:
-                            raise ArchiveError(f"entry {info.filename!r} unpacks to more than it declares")
-                        out.write(chunk)
-            except RetryableTransferError as exc:
-                failures += 1
-                if failures >= self.attempts:
-                    raise DownloadError(f"{self.where}: the transfer of the archive kept breaking off ({exc})") from None
-            except OSError as exc:
-                raise _write_error(info.filename, exc) from None
-            if not received:
-                failures += 1
-                if failures >= self.attempts:
-                    raise DownloadError(f"{self.where}: entry {info.filename!r}: the server sent nothing more")
+        chunks = self._chunks(data_start + temp.stat().st_size, data_start + info.compress_size)
+        try:
+            with open(temp, "ab") as out:
+                for chunk in chunks:
+                    if out.tell() + len(chunk) > info.file_size:
+                        raise ArchiveError(f"entry {info.filename!r} unpacks to more than it declares")
+                    out.write(chunk)
+        except OSError as exc:
+            raise _write_error(info.filename, exc) from None
+        finally:
+            chunks.close()
         if file_digest(temp, _Crc32()) != info.CRC.to_bytes(4, "big") or temp.stat().st_size != info.file_size:
             raise MemberIntegrityError(f"entry {info.filename!r} does not match the CRC-32 its archive records",
                                        hint="the zip is damaged; nothing was installed")
@@ -433,69 +451,41 @@ class RangedUnpack:
         return info.file_size
 
     def _group(self, group: list[Member], temp_dir: Path) -> int:
-        """Unpack adjacent members from one range; a broken stream resumes at the first unfinished one."""
-        done = 0
-        written = 0
-        failures = 0
-        while done < len(group):
-            start, end = group[done].start, group[-1].end
-            chunks = self._read_ahead(start, end) if end - start >= READ_AHEAD_MIN else self.read_range(start, end)
-            stream = ByteStream(self._checked(chunks), start)
-            try:
-                while done < len(group):
-                    member = group[done]
-                    temp = _temp(temp_dir, member)
-                    written += self._member(stream, member, temp)
-                    done += 1
-            except (RetryableTransferError, StreamEnded) as exc:
-                if self.cancel.is_set():
-                    raise Cancelled() from None
-                failures += 1
-                if failures >= self.attempts:
-                    raise DownloadError(f"{self.where}: the transfer of the archive kept breaking off ({exc})") from None
-                temp.unlink(missing_ok=True)  # the member restarts from its local header
-        return written
+        """Unpack adjacent members from one range."""
+        start = group[0].start
+        chunks = self._chunks(start, group[-1].end)
+        try:
+            stream = ByteStream(chunks, start)
+            return sum(self._member(stream, member, _temp(temp_dir, member)) for member in group)
+        except StreamEnded as ended:  # the range is read whole: its records claim more than it holds
+            raise ArchiveError(f"not a valid zip archive: the records from offset {start} run past offset "
+                               f"{ended.position}") from None
+        finally:
+            chunks.close()  # now, not when the traceback goes: the connection and the buffer are freed
 
-    def _read_ahead(self, start: int, end: int) -> Iterator[bytes]:
-        """[start, end) in parts fetched in parallel ahead of the caller, who inflates meanwhile: a large
-        member then uses more than one CPU (decryption here, inflating there) with bounded memory."""
-        bounds = [(first, min(first + READ_AHEAD_PART, end)) for first in range(start, end, READ_AHEAD_PART)]
-        pending: deque[Future[list[bytes]]] = deque()
-        with ThreadPoolExecutor(max_workers=READ_AHEAD_DEPTH - 1, thread_name_prefix="read-ahead") as pool:
-            try:
-                for bound in bounds:
-                    pending.append(pool.submit(self._part, *bound))
-                    if len(pending) >= READ_AHEAD_DEPTH - 1:
-                        yield from pending.popleft().result()
-                while pending:
-                    yield from pending.popleft().result()
-            finally:
-                for future in pending:
-                    future.cancel()
+    def _chunks(self, start: int, end: int) -> Iterator[memoryview]:
+        """The bytes [start, end) in chunks, each valid until the next is asked for (one buffer)."""
+        reader = _RangeReader(self, start, end)
+        buffer = self._buffer()
+        view = memoryview(buffer)
+        try:
+            while count := reader.fill(view):
+                self.check()
+                self._count(count)
+                yield view[:count]
+        finally:
+            reader.close()
+            self._buffers.append(buffer)
 
-    def _part(self, start: int, end: int) -> list[bytes]:
-        """The bytes [start, end) in memory, resumed from where a broken stream stopped."""
-        chunks: list[bytes] = []
-        position = start
-        for _ in range(self.attempts):
-            try:
-                for chunk in self.read_range(position, end):
-                    if self.cancel.is_set():
-                        raise Cancelled()
-                    chunks.append(chunk)
-                    position += len(chunk)
-            except RetryableTransferError:
-                continue
-            if position >= end:
-                return chunks
-        raise DownloadError(f"{self.where}: the transfer of bytes {start}-{end - 1} of the archive kept breaking off")
+    def _buffer(self) -> bytearray:
+        try:
+            return self._buffers.pop()
+        except IndexError:
+            return bytearray(CHUNK_SIZE)
 
-    def _checked(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        for chunk in chunks:
-            if self.cancel.is_set():
-                raise Cancelled()
-            self.check()
-            yield chunk
+    def _count(self, count: int) -> None:
+        with self._lock:
+            self.received += count
 
     def _member(self, stream: ByteStream, member: Member, temp: Path) -> int:
         info = member.info
@@ -513,6 +503,54 @@ class RangedUnpack:
             raise _write_error(info.filename, exc) from None
         stream.skip(member.end - stream.position)  # a data descriptor, up to the next member's header
         return size
+
+
+class _RangeReader:
+    """The bytes [start, end) of the archive, read into buffers. A stream that breaks off is opened
+    again at the byte where it stopped, until the unpack's attempts are spent (a long range may
+    break off now and then: a stream that delivered BREAK_FORGIVEN_AFTER bytes costs no attempt)."""
+
+    def __init__(self, unpack: RangedUnpack, start: int, end: int) -> None:
+        self.unpack = unpack
+        self.position = start
+        self.end = end
+        self.failures = 0
+        self._opened_at = start  # where the current stream started
+        self._body: RangeBody | None = None
+
+    def fill(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` with the next bytes (fewer only at the end of the range); 0 at its end."""
+        unpack = self.unpack
+        wanted = min(len(buffer), self.end - self.position)
+        count = 0
+        while count < wanted:
+            if unpack.cancel.is_set():
+                raise Cancelled()
+            if self._body is None:
+                self._opened_at = self.position + count
+                self._body = unpack.open_range(self._opened_at, self.end)
+            try:
+                read = self._body.readinto(buffer[count:wanted])
+                if not read:
+                    raise RetryableTransferError(f"the body ended at byte {self.position + count}, "
+                                                 f"before byte {self.end}")
+            except RetryableTransferError as exc:
+                self.close()
+                if self.position + count - self._opened_at >= BREAK_FORGIVEN_AFTER:
+                    self.failures = 0
+                self.failures += 1
+                if self.failures >= unpack.attempts:
+                    raise DownloadError(f"{unpack.where}: the transfer of the archive kept breaking off "
+                                        f"({exc})") from None
+                continue
+            count += read
+        self.position += count
+        return count
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
 
 
 def _temp(temp_dir: Path, member: Member) -> Path:
@@ -556,40 +594,65 @@ def _write_error(name: str, exc: OSError) -> DownloadError:
     return WriteError.of(f"cannot write entry {name!r}", exc)
 
 
-def unpack_ranged(size: int, read_range: ReadRange, target: Path, temp_dir: Path, *, max_bytes: int,
+def unpack_ranged(size: int, open_range: OpenRange, target: Path, temp_dir: Path, *, max_bytes: int,
                   where: str, concurrency: int = 4, attempts: int = 4, tail: bytes = b"",
                   check: Callable[[], None] | None = None, keep: bool = False) -> Unpacked:
-    """Unpack the archive of ``size`` bytes that ``read_range`` reads into the empty folder ``target``.
+    """Unpack the archive of ``size`` bytes that ``open_range`` reads into the empty folder ``target``.
 
     ``keep``: ``target`` and ``temp_dir`` hold what a killed run unpacked of this same archive (the
     caller checked its validator): the members at their place (checked before they got there) are
     kept, and a stored member cut short goes on from its last byte written."""
     tail_start = size - len(tail)
-    received = [len(tail)]  # bytes that came over the transport
-    lock = threading.Lock()
 
-    def read_counted(start: int, end: int) -> Iterator[bytes]:
-        for chunk in read_range(start, end):
-            with lock:
-                received[0] += len(chunk)
-            yield chunk
-
-    def read_member(start: int, end: int) -> Iterator[bytes]:
+    def open_member(start: int, end: int) -> RangeBody:
         if start >= tail_start:  # already here: a small archive is all tail
-            return iter((tail[start - tail_start:end - tail_start],))
-        return read_counted(start, end)
+            return _BytesBody(memoryview(tail)[start - tail_start:end - tail_start])
+        return open_range(start, end)
 
-    zf = read_central_directory(size, read_counted, tail=tail)
+    unpack = RangedUnpack(open_member, where=where, concurrency=concurrency, attempts=attempts, check=check)
+    zf = read_central_directory(size, unpack.read_all, tail=tail)
     members = plan_members(zf, size, target, max_bytes)
     if keep:
         members = [member for member in members if not _in_place(member)]
-    unpack = RangedUnpack(read_member, where=where, concurrency=concurrency, attempts=attempts, check=check)
     try:
         written = unpack.run(members, temp_dir)
     finally:
         # Members cut short; the finished ones are in place. (A kill leaves them for the next run.)
         shutil.rmtree(temp_dir, ignore_errors=True)
-    return Unpacked(bytes_read=received[0], bytes_written=written)
+    return Unpacked(bytes_read=len(tail) + unpack.received, bytes_written=written)
+
+
+class _BytesBody:
+    """A range already in memory."""
+
+    def __init__(self, data: memoryview) -> None:
+        self._data = data
+
+    def readinto(self, buffer: memoryview) -> int:
+        count = min(len(buffer), len(self._data))
+        buffer[:count] = self._data[:count]
+        self._data = self._data[count:]
+        return count
+
+    def close(self) -> None:
+        pass
+
+
+class _FileBody:
+    """A range of a local file."""
+
+    def __init__(self, fd: int, start: int, end: int) -> None:
+        self._fd = fd
+        self._position = start
+        self._end = end
+
+    def readinto(self, buffer: memoryview) -> int:
+        count = os.preadv(self._fd, [buffer[:max(0, self._end - self._position)]], self._position)
+        self._position += count
+        return count
+
+    def close(self) -> None:
+        pass
 
 
 def _in_place(member: Member) -> bool:
@@ -608,14 +671,10 @@ def extract_zip(archive: Path, target: Path, *, max_bytes: int, workers: int = 1
     except OSError as exc:
         raise ArchiveError(f"cannot open the archive: {exc.strerror}") from None
 
-    def read_range(start: int, end: int) -> Iterator[bytes]:
-        while start < end and (data := os.pread(fd, min(READ_SIZE, end - start), start)):
-            start += len(data)
-            yield data
-
     try:
-        return unpack_ranged(size, read_range, target, target.parent / f".{target.name}.members",
-                             max_bytes=max_bytes, where=archive.name, concurrency=workers).bytes_written
+        return unpack_ranged(size, lambda start, end: _FileBody(fd, start, end), target,
+                             target.parent / f".{target.name}.members", max_bytes=max_bytes, where=archive.name,
+                             concurrency=workers).bytes_written
     finally:
         os.close(fd)
 

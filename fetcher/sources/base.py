@@ -10,6 +10,7 @@ from fetcher.credentials.secrets import SecretStore
 from fetcher.lease.model_spec import ModelSpec
 from fetcher.lease.values import HttpsRepository, S3Repository, VolumeRepository
 from fetcher.progress import FetchObserver
+from fetcher.sources.shared_clients import SharedClients
 
 if TYPE_CHECKING:
     from fetcher.cache.store import ModelCache
@@ -31,6 +32,7 @@ class FetchOptions:
     change_check: bool = True  # compare an installed model's source validators (ETag...) on each check
     observer: FetchObserver = field(default_factory=FetchObserver)  # progress and metrics of the run
     cache: ModelCache | None = None  # the node's shared model cache (--cache-dir), if any
+    clients: SharedClients = field(default_factory=SharedClients)  # made once, shared by the run's models
 
 
 RepositoryConfig = HttpsRepository | VolumeRepository | S3Repository

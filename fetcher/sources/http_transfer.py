@@ -1,6 +1,6 @@
 """Resilient HTTP(S) reads of one file: retries, resume by Range, ranges for the parts a zip needs.
 
-The whole body in order (``body``), its tail (``read_tail``) or any range of it (``read_range``);
+The whole body in order (``body``), its tail (``read_tail``) or any range of it (``open_range``);
 an interrupted transfer is resumed from where it broke off (``Range`` with ``If-Range``), never
 restarted from zero when it can be avoided. Authorization goes only to the origin it was
 chosen for; redirects to plain http from https are refused.
@@ -199,15 +199,21 @@ class HttpDownload:
             self._pause(attempt)
         raise AssertionError("unreachable")
 
-    def read_range(self, resource: Resource, start: int, end: int) -> Iterator[bytes]:
-        """The bytes [start, end) of the file; a broken stream raises RetryableTransferError."""
-        try:
-            for chunk in self._read_range(resource, start, end):
-                self._count(len(chunk))
-                yield chunk
-        except _RangesIgnored:
+    def open_range(self, resource: Resource, start: int, end: int) -> RangeBody:
+        """The bytes [start, end) of the file, read into the caller's buffers (``RangeBody.readinto``)."""
+        response = self._open(resource.url, first_byte=start, validator=resource.validator, last_byte=end - 1)
+        if response.status_code != 206:
+            response.close()
+            # A 200 is legal: either If-Range saw a new validator (the file changed), or the server
+            # ignores ranges although it advertised them (some CDNs and proxies do).
+            validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+            if resource.validator is not None and validator is not None and validator != resource.validator:
+                raise DownloadError(f"{redact_url(resource.url)}: the file changed during the download "
+                                    f"(its validator went from {resource.validator} to {validator})",
+                                    hint="try again once the file on the server is complete")
             raise DownloadError(f"{redact_url(resource.url)}: the server answered a range with the whole file "
-                                "after it had answered one with a part") from None
+                                "after it had answered one with a part")
+        return RangeBody(response, self._count)
 
     def check_deadline(self) -> None:
         self._check_deadline()
@@ -215,25 +221,6 @@ class HttpDownload:
     def _count(self, received: int) -> None:
         if self.progress is not None:
             self.progress.add(received)
-
-    def _read_range(self, resource: Resource, start: int, end: int) -> Iterator[bytes]:
-        response = self._open(resource.url, first_byte=start, validator=resource.validator, last_byte=end - 1)
-        with response:
-            if response.status_code != 206:
-                # A 200 is legal: either If-Range saw a new validator (the file changed), or the server
-                # ignores ranges although it advertised them (some CDNs and proxies do).
-                validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
-                if resource.validator is not None and validator is not None and validator != resource.validator:
-                    raise DownloadError(f"{redact_url(resource.url)}: the file changed during the download "
-                                        f"(its validator went from {resource.validator} to {validator})",
-                                        hint="try again once the file on the server is complete")
-                raise _RangesIgnored()
-            try:
-                while chunk := response.raw.read1(READ_SIZE):
-                    yield chunk
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                    urllib3.exceptions.HTTPError) as exc:
-                raise RetryableTransferError(_cause(exc)) from None
 
     # -- shared pieces ----------------------------------------------------------------------
 
@@ -300,9 +287,28 @@ class HttpDownload:
         time.sleep(delay)
 
 
-class _RangesIgnored(Exception):
-    """A range request was answered with the whole, unchanged file."""
+class RangeBody:
+    """The body of one range response. ``readinto`` fills the caller's buffer in one call (urllib3 and
+    http.client loop over the TLS records below it), rather than a bytes object per TLS record passed
+    up through generators: a large range costs one pass of Python per buffer."""
 
+    def __init__(self, response: requests.Response, count: Callable[[int], None]) -> None:
+        self._response = response
+        self._count = count
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Bytes read into ``buffer``, as many as fit unless the body ends first; 0 once it ended.
+        A broken stream raises RetryableTransferError."""
+        try:
+            count = self._response.raw.readinto(buffer)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                urllib3.exceptions.HTTPError) as exc:
+            raise RetryableTransferError(_cause(exc)) from None
+        self._count(count)
+        return count
+
+    def close(self) -> None:
+        self._response.close()
 
 
 def _first_byte(response: requests.Response) -> int:

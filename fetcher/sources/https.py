@@ -142,7 +142,7 @@ class HttpsSource:
             tail = None
         if tail is not None:
             assert resource.size is not None
-            return unpack_ranged(resource.size, lambda first, end: download.read_range(resource, first, end),
+            return unpack_ranged(resource.size, lambda first, end: download.open_range(resource, first, end),
                                  extracted, temp_dir, max_bytes=max_bytes, where=plan.location,
                                  concurrency=self.options.transfer_concurrency, tail=tail,
                                  check=download.check_deadline, keep=keep).bytes_read

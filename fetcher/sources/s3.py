@@ -1,14 +1,16 @@
-"""S3 models: every object under ``<path>/`` in a bucket, fetched with boto3.
+"""S3 models: every object under ``<path>/`` in a bucket, listed with botocore and fetched by presigned GETs.
 
 Credentials, in order: the repository's ``accessKey``/``secretKey`` secrets; else the standard AWS
 chain (environment, the web identity token that IRSA gives the service account, instance profile);
-else unsigned requests, which public buckets answer. This is the only module that imports boto3,
-and it is imported only for leases with S3 models.
+else unsigned requests, which public buckets answer. This is the only module that imports botocore
+(boto3's core: boto3 itself adds a tenth of a second of start-up and nothing used here), and it is
+imported only for leases with S3 models.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import threading
@@ -19,11 +21,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
-import boto3
 import botocore.exceptions as botocore_errors
+import botocore.session
 import urllib3
 from botocore import UNSIGNED
 from botocore.config import Config
+from botocore.credentials import Credentials as KeyCredentials
 
 from fetcher.buffers import READ_SIZE
 from fetcher.errors import DownloadError, IntegrityError, ModelLayoutError, ResolutionError, TooLargeError, os_reason
@@ -35,6 +38,7 @@ from fetcher.sources.parallel_download import ParallelDownload, RetryableTransfe
 from fetcher.sources.resume_journal import TransferJournal
 from fetcher.sources.s3_checks import ObjectChecks
 from fetcher.sources.s3_keys import RemoteFile, check_is_model, model_prefix, select_objects
+from fetcher.sources.s3_presign import CredentialSource, Presigner
 
 DEFAULT_SIGNING_REGION = "us-east-1"  # what S3-compatible servers expect when none is given
 MAX_NAMES_SHOWN = 10
@@ -54,13 +58,13 @@ _CHAIN_METHODS = {
     "custom-process": "credential process",
 }
 
-# boto3 sessions are not thread-safe; clients made from one are, so only their creation is locked.
+# botocore sessions are not thread-safe; clients made from one are, so only their creation is locked.
 _session_lock = threading.Lock()
 
 
 @lru_cache(maxsize=1)
-def _session() -> boto3.session.Session:
-    return boto3.session.Session()
+def _session() -> botocore.session.Session:
+    return botocore.session.get_session()
 
 
 @lru_cache(maxsize=1)
@@ -149,6 +153,15 @@ class S3Target:
         return f"{self.url} ({endpoint_label(self.bucket)})"
 
 
+@dataclass(frozen=True)
+class _Connection:
+    """What the models of one repository and credentials share in a run."""
+
+    client: Any  # botocore's: listing, HEAD, and GETs through a proxy
+    pool: urllib3.PoolManager  # presigned GETs
+    presigner: Presigner
+
+
 def plan(spec: ModelSpec, bucket: S3Repository, lease: LeaseValues, _options: FetchOptions) -> ModelPlan[S3Target]:
     credentials = choose_credentials(bucket, lease.aws_role, model=spec.name)
     target = S3Target(bucket, model_prefix(spec.uri.path or ""), credentials)  # a model:// URI always has a path
@@ -212,6 +225,26 @@ class S3Source:
         return _validators(tuple(dataclasses.replace(f, validator=etags.get(f.key)) for f in objects.files))
 
     def _client(self, target: S3Target) -> Any:
+        return self._connection(target).client
+
+    def _connection(self, target: S3Target) -> _Connection:
+        """The client, pool and presigner of the target's repository and credentials, shared by the
+        run's models (the secrets' values are part of the key, so rotated secrets make new ones)."""
+        keys = self._keys(target)
+        identity = None if keys is None else hashlib.sha256("\0".join(keys).encode()).hexdigest()
+        key = ("s3", target.bucket, target.credentials, identity, self.options.ca_bundle, self.options.connect_timeout,
+               self.options.read_timeout, self.options.model_timeout, self.settings.concurrency, self.request_attempts)
+        return self.options.clients.get(key, lambda: self._connect(target, keys))
+
+    def _keys(self, target: S3Target) -> tuple[str, str] | None:
+        credentials = target.credentials
+        if credentials.kind != "keys":
+            return None
+        assert credentials.access_secret and credentials.secret_secret
+        return (self.options.secrets.read(credentials.access_secret).reveal(),
+                self.options.secrets.read(credentials.secret_secret).reveal())
+
+    def _connect(self, target: S3Target, keys: tuple[str, str] | None) -> _Connection:
         bucket = target.bucket
         config = Config(
             max_pool_connections=max(10, self.settings.concurrency + 2),
@@ -219,30 +252,47 @@ class S3Source:
             connect_timeout=self.options.connect_timeout,
             read_timeout=self.options.read_timeout,
             s3={"addressing_style": "path" if bucket.endpoint else "auto"},
-            # s3v4 for presigned URLs too (boto3 presigns with the legacy scheme otherwise, which servers refuse)
+            # s3v4 for presigned URLs too (botocore presigns with the legacy scheme otherwise, which servers refuse)
             signature_version=UNSIGNED if target.credentials.kind == "unsigned" else "s3v4",
         )
-        keys: dict[str, str] = {}
-        if target.credentials.kind == "keys":
-            assert target.credentials.access_secret and target.credentials.secret_secret
-            keys = {
-                "aws_access_key_id": self.options.secrets.read(target.credentials.access_secret).reveal(),
-                "aws_secret_access_key": self.options.secrets.read(target.credentials.secret_secret).reveal(),
-            }
+        key_args = {} if keys is None else {"aws_access_key_id": keys[0], "aws_secret_access_key": keys[1]}
         region = bucket.aws_region or (DEFAULT_SIGNING_REGION if bucket.endpoint else None)
         try:
             with _session_lock:
-                return _session().client(
+                client = _session().create_client(
                     "s3",
                     endpoint_url=bucket.endpoint,
                     region_name=region,
-                    # An explicit CA must win over AWS_CA_BUNDLE; None lets boto3 read that variable.
+                    # An explicit CA must win over AWS_CA_BUNDLE; None lets botocore read that variable.
                     verify=self.options.ca_bundle or None,
                     config=config,
-                    **keys,
+                    **key_args,
                 )
+                chain = _session().get_credentials() if target.credentials.kind == "chain" else None
         except ValueError as exc:
             raise ResolutionError(f"s3 repository {bucket.repository_name!r}: {exc}") from None
+        if keys is not None:
+            frozen = KeyCredentials(*keys)
+            credentials: CredentialSource = lambda: frozen  # noqa: E731
+        elif chain is not None:
+            credentials = chain.get_frozen_credentials  # refreshed when a web identity's expire
+        else:
+            credentials = lambda: None  # noqa: E731  (unsigned)
+        expires = int(min(7 * 24 * 3600, self.options.model_timeout + 300))
+        try:
+            presigner = Presigner(client, bucket.bucket_name, credentials, expires)
+        except (botocore_errors.BotoCoreError, botocore_errors.ClientError) as exc:
+            raise map_error(exc, target, action="presigning a request") from None
+        retry = urllib3.Retry(total=self.request_attempts - 1, connect=self.request_attempts - 1, read=0,
+                              status=self.request_attempts - 1, backoff_factor=0.2, backoff_jitter=0.2,
+                              status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET"}),
+                              respect_retry_after_header=True, raise_on_status=False, redirect=False)
+        ca = self.options.ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None
+        # Sized for every model of the run fetching at once: a full pool would drop connections.
+        pool = urllib3.PoolManager(maxsize=max(16, 4 * (self.settings.concurrency + 2)), retries=retry, ca_certs=ca,
+                                   timeout=urllib3.Timeout(connect=self.options.connect_timeout,
+                                                           read=self.options.read_timeout))
+        return _Connection(client=client, pool=pool, presigner=presigner)
 
     def _list(self, client: Any, target: S3Target, etags: dict[str, str]) -> Iterator[tuple[str, int]]:
         """The (key, size) of each object under the prefix; their ETags go into ``etags``."""
@@ -276,45 +326,36 @@ class S3Source:
         return f"folders in {where}: {shown}"
 
     def _reader(self, client: Any, target: S3Target):
-        """GETs presigned by boto3 and sent over one pooled urllib3 client: measured at 0.6x the CPU of
-        boto3's get_object per request (bench/README.md), which the GIL makes the bound for many
-        small objects. Through a proxy from the environment, boto3 sends them itself."""
+        """Presigned GETs sent over one pooled urllib3 client: measured at 0.6x the CPU of botocore's
+        get_object per request, and the presigning at a quarter of botocore's (bench/README.md),
+        which the GIL makes the bound for many small objects. Through a proxy from the environment,
+        botocore sends them itself."""
         if _proxied(target):
-            return self._boto3_reader(client, target)
+            return self._client_reader(client, target)
         return self._presigned_reader(client, target)
 
     def _presigned_reader(self, client: Any, target: S3Target):
-        bucket_name = target.bucket.bucket_name
-        retry = urllib3.Retry(total=self.request_attempts - 1, connect=self.request_attempts - 1, read=0,
-                              status=self.request_attempts - 1, backoff_factor=0.2, backoff_jitter=0.2,
-                              status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET"}),
-                              respect_retry_after_header=True, raise_on_status=False, redirect=False)
-        ca = self.options.ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None
-        pool = urllib3.PoolManager(maxsize=max(4, self.settings.concurrency + 2), retries=retry, ca_certs=ca,
-                                   timeout=urllib3.Timeout(connect=self.options.connect_timeout,
-                                                           read=self.options.read_timeout))
-        expires = int(min(7 * 24 * 3600, self.options.model_timeout + 300))
-        by_boto3 = self._boto3_reader(client, target)
+        connection = self._connection(target)
+        pool, presigner = connection.pool, connection.presigner
+        by_client = self._client_reader(client, target)
         checks = self._checks
 
         def read_range(remote: RemoteFile, start: int, end: int) -> Iterator[bytes]:
             if any(part in (".", "..") for part in remote.key.split("/")):
-                yield from by_boto3(remote, start, end)  # urllib3 would resolve the dot segments of the URL
+                yield from by_client(remote, start, end)  # urllib3 would resolve the dot segments of the URL
                 return
             action = f"downloading {remote.key!r}"
             whole = start == 0 and end >= remote.size
-            params: dict[str, Any] = {"Bucket": bucket_name, "Key": remote.key}
-            headers: dict[str, str] = {}
-            if whole:  # the object's checksum comes with it, when it has one (a signed header)
-                params["ChecksumMode"] = headers["x-amz-checksum-mode"] = "ENABLED"
-            else:
-                headers["Range"] = f"bytes={start}-{end - 1}"
+            signed: dict[str, str] = {}
+            if whole:  # the object's checksum comes with it, when it has one
+                signed["x-amz-checksum-mode"] = "ENABLED"
             if remote.validator:  # never bytes of another version of the object
-                params["IfMatch"] = headers["If-Match"] = remote.validator
+                signed["If-Match"] = remote.validator
             try:  # presigned for each request, so refreshed credentials (a web identity's) are used
-                url = client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
+                url = presigner.url(remote.key, signed)
             except (botocore_errors.BotoCoreError, botocore_errors.ClientError) as exc:
                 raise map_error(exc, target, action=action) from None
+            headers = signed if whole else {**signed, "Range": f"bytes={start}-{end - 1}"}
             try:
                 response = pool.request("GET", url, headers=headers, preload_content=False)
             except urllib3.exceptions.SSLError:
@@ -345,7 +386,7 @@ class S3Source:
 
         return read_range
 
-    def _boto3_reader(self, client: Any, target: S3Target):
+    def _client_reader(self, client: Any, target: S3Target):
         bucket_name = target.bucket.bucket_name
         checks = self._checks  # what each whole-object GET says is kept for the check of that object
 
@@ -386,7 +427,7 @@ class S3Source:
 
 
 def _proxied(target: S3Target) -> bool:
-    """Whether the environment sends requests to this endpoint through a proxy (as boto3 would)."""
+    """Whether the environment sends requests to this endpoint through a proxy (as botocore would)."""
     endpoint = target.bucket.endpoint or "https://s3.amazonaws.com"
     scheme, _, rest = endpoint.partition("://")
     host = rest.split("/", 1)[0].rsplit(":", 1)[0]
