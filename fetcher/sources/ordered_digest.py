@@ -16,9 +16,9 @@ others record their progress and return, and the hashing thread loops until noth
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
-from pathlib import Path
 from typing import Protocol
 
 READ_BYTES = 1024 * 1024  # each read-back; one buffer per read-back, reused for its reads
@@ -31,7 +31,7 @@ class Hasher(Protocol):
 
 
 class OrderedDigest:
-    def __init__(self, path: Path, size: int, hasher: Hasher | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], size: int, hasher: Hasher | None = None) -> None:
         """The digest of the ``size`` bytes of the file at ``path``; with no ``hasher``, written bytes
         are recorded until ``start`` gives one."""
         self.path = path
@@ -117,7 +117,7 @@ class OrderedDigest:
             while start < stop:
                 count = os.preadv(fd, [view[:min(len(view), stop - start)]], start)
                 if count <= 0:
-                    raise OSError(f"{self.path} ends at byte {start}, before bytes recorded as written")
+                    raise OSError(errno.EIO, f"the file ends at byte {start}, before bytes recorded as written")
                 self._hasher.update(view[:count])
                 start += count
         finally:

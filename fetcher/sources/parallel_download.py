@@ -92,7 +92,7 @@ def split_parts(size: int, settings: TransferSettings) -> list[tuple[int, int]]:
 @dataclass
 class _FileState:
     file: RemoteFile
-    temp: Path
+    temp: str  # paths as strings: a Path costs microseconds per file to build and convert
     parts: int
     resumable: bool  # the journal kept this file's progress from an earlier run
     pending: int  # parts not written yet, plus the digest until it is complete
@@ -137,13 +137,14 @@ class ParallelDownload:
             if remote.relative in present and self._already_done(remote, model_dir, present, resumable=resumable):
                 continue
             parts = split_parts(remote.size, self.settings)
-            temp = temp_dir / (hashlib.sha256(remote.key.encode()).hexdigest()[:24] + ".partial")
+            temp = os.path.join(temp_dir, hashlib.sha256(remote.key.encode()).hexdigest()[:24] + ".partial")
             state = _FileState(remote, temp, len(parts), resumable,
                                pending=len(parts) + (self.begin_check is not None))
             jobs.extend((state, start, end) for start, end in parts)
         # Large files first: their parts keep every worker busy until the end.
         jobs.sort(key=lambda job: -job[0].file.size)
-        tasks = [lambda job=job: self._part(job[0], job[1], job[2], model_dir) for job in jobs]
+        root = os.fspath(model_dir)
+        tasks = [lambda job=job: self._part(job[0], job[1], job[2], root) for job in jobs]
         try:
             return run_all(tasks, self.settings.concurrency, self._cancel)
         finally:
@@ -166,7 +167,7 @@ class ParallelDownload:
             pass
         return False
 
-    def _part(self, state: _FileState, start: int, end: int, model_dir: Path) -> int:
+    def _part(self, state: _FileState, start: int, end: int, model_dir: str) -> int:
         fd = self._open(state)
         try:
             written, digest_completed = self._write_range(state, fd, start, end)
@@ -212,7 +213,7 @@ class ParallelDownload:
         try:
             fd = os.open(state.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            state.temp.unlink()
+            os.unlink(state.temp)
             fd = os.open(state.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         if state.records_progress:
             try:
@@ -303,7 +304,7 @@ class ParallelDownload:
                 hint="raise --model-timeout for very large models or slow links",
             )
 
-    def _finish(self, state: _FileState, model_dir: Path) -> None:
+    def _finish(self, state: _FileState, model_dir: str) -> None:
         try:
             if state.check is not None and state.check.hasher is not None:
                 assert state.digest is not None
@@ -312,9 +313,9 @@ class ParallelDownload:
                 except IntegrityError:
                     if self.journal is not None:
                         self.journal.reset(state.file.key)
-                    state.temp.unlink(missing_ok=True)
+                    _unlink_if_there(state.temp)
                     raise
-            os.rename(state.temp, model_dir / state.file.relative)
+            os.rename(state.temp, os.path.join(model_dir, state.file.relative))
             if self.journal is not None:
                 self.journal.completed(state.file.key)
         except OSError as exc:
@@ -347,6 +348,13 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         count = os.pwrite(fd, view, offset)
         view = view[count:]
         offset += count
+
+
+def _unlink_if_there(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _files_in(folder: Path) -> dict[str, int]:
