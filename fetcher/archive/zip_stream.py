@@ -471,9 +471,9 @@ class RangedUnpack:
         try:
             while count := reader.fill(view):
                 self.check()
-                self._count(count)
                 yield view[:count]
         finally:
+            self._count(reader.received)
             reader.close()
             self._buffers.append(buffer)
 
@@ -515,6 +515,7 @@ class _RangeReader:
         self.position = start
         self.end = end
         self.failures = 0
+        self.received = 0  # bytes that came over the network (not from the tail already in memory)
         self._opened_at = start  # where the current stream started
         self._body: RangeBody | None = None
 
@@ -544,6 +545,8 @@ class _RangeReader:
                                         f"({exc})") from None
                 continue
             count += read
+            if not isinstance(self._body, _BytesBody):
+                self.received += read
         self.position += count
         return count
 
