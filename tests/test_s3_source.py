@@ -191,8 +191,8 @@ class RecordingS3Source(S3Source):
         super().__init__(*args, **kwargs)
         self.reads: list[tuple[str, int, int]] = []
 
-    def _reader(self, client: Any, target: Any):
-        read = super()._reader(client, target)
+    def _reader(self, connection: Any, target: Any):
+        read = super()._reader(connection, target)
 
         def recording(remote, start, end):
             self.reads.append((remote.key, start, end))

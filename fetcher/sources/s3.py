@@ -3,7 +3,7 @@
 Credentials, in order: the repository's ``accessKey``/``secretKey`` secrets; else the standard AWS
 chain (environment, the web identity token that IRSA gives the service account, instance profile);
 else unsigned requests, which public buckets answer. This is the only module that imports botocore
-(boto3's core: boto3 itself adds a tenth of a second of start-up and nothing used here), and it is
+(boto3's core: boto3 adds its own layers and s3transfer to start-up, and nothing used here), and it is
 imported only for leases with S3 models.
 """
 
@@ -185,7 +185,8 @@ class S3Source:
     def fetch(self, plan: ModelPlan[S3Target], workdir: Path) -> FetchedModel:
         deadline = time.monotonic() + self.options.model_timeout
         target = plan.target
-        client = self._client(target)
+        connection = self._connection(target)
+        client = connection.client
         etags: dict[str, str] = {}
         objects = select_objects(self._list(client, target, etags), target.prefix, where=target.where)
         if not objects.files:
@@ -208,7 +209,7 @@ class S3Source:
             (model_dir / folder).mkdir(parents=True, exist_ok=True)
         files = tuple(dataclasses.replace(f, validator=etags.get(f.key)) for f in objects.files)
         checks = self._checks = ObjectChecks(client, target)
-        download = ParallelDownload(self._reader(client, target), self.settings, where=target.where,
+        download = ParallelDownload(self._reader(connection, target), self.settings, where=target.where,
                                     deadline=deadline, progress=progress, journal=TransferJournal(workdir / "journal"),
                                     begin_check=checks.begin)
         transferred = download.run(files, model_dir, workdir / "partial")
@@ -325,19 +326,18 @@ class S3Source:
         shown = ", ".join(names[:MAX_NAMES_SHOWN]) + (" ..." if len(names) > MAX_NAMES_SHOWN else "")
         return f"folders in {where}: {shown}"
 
-    def _reader(self, client: Any, target: S3Target):
+    def _reader(self, connection: _Connection, target: S3Target):
         """Presigned GETs sent over one pooled urllib3 client: measured at 0.6x the CPU of botocore's
         get_object per request, and the presigning at a quarter of botocore's (bench/README.md),
         which the GIL makes the bound for many small objects. Through a proxy from the environment,
         botocore sends them itself."""
         if _proxied(target):
-            return self._client_reader(client, target)
-        return self._presigned_reader(client, target)
+            return self._client_reader(connection.client, target)
+        return self._presigned_reader(connection, target)
 
-    def _presigned_reader(self, client: Any, target: S3Target):
-        connection = self._connection(target)
+    def _presigned_reader(self, connection: _Connection, target: S3Target):
         pool, presigner = connection.pool, connection.presigner
-        by_client = self._client_reader(client, target)
+        by_client = self._client_reader(connection.client, target)
         checks = self._checks
 
         def read_range(remote: RemoteFile, start: int, end: int) -> Iterator[bytes]:
